@@ -1,0 +1,411 @@
+"""Append-only, hash-chained audit events.
+
+Every state change records one event in the same transaction as the change. Each row
+carries the sha256 of the previous row and its own canonical JSON, so an edit, a
+deletion or a reordering behind the panel's back breaks the chain at that row.
+Appends are serialized (an advisory transaction lock on PostgreSQL, the write lock
+that BEGIN IMMEDIATE takes on SQLite) so concurrent processes cannot fork the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from admin.store.models import AuditEvent, Source, utcnow
+
+GENESIS = "0" * 64
+# pg_advisory_xact_lock key that serializes appends to the chain.
+_CHAIN_LOCK = 0x5C4E_A0D1
+
+log = logging.getLogger(__name__)
+event_log = logging.getLogger("admin.audit.events")
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, in what role, from where."""
+
+    name: str
+    role: str | None
+    source: Source
+    client_addr: str | None = None
+
+    @classmethod
+    def os_user(cls, source: Source = Source.CLI) -> Actor:
+        """The person at the terminal (CLI, entrypoint)."""
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "unknown"
+        return cls(name=name, role=None, source=source)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of the closed set of audit events; each subclass names its action."""
+
+    action: ClassVar[str]
+    outcome: Outcome = Outcome.SUCCESS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        action = cls.__dict__.get("action")
+        if action is None:
+            return
+        if action in EVENT_TYPES:
+            raise TypeError(f"audit action {action!r} is defined twice")
+        EVENT_TYPES[action] = cls
+
+    def target(self) -> str | None:
+        """What the event is about, as ``kind:name`` (``user:bob``, ``job:12``)."""
+        return None
+
+    def details(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "outcome"
+        }
+
+
+# Sign-in and users.
+
+
+@dataclass(frozen=True, kw_only=True)
+class _UserEvent(Event):
+    username: str
+
+    def target(self) -> str | None:
+        return f"user:{self.username}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginSucceeded(_UserEvent):
+    action = "login-succeeded"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginFailed(_UserEvent):
+    action = "login-failed"
+    reason: str
+    outcome: Outcome = Outcome.FAILURE
+
+
+@dataclass(frozen=True, kw_only=True)
+class Logout(_UserEvent):
+    action = "logout"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserCreated(_UserEvent):
+    action = "user-created"
+    role: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoleChanged(_UserEvent):
+    action = "role-changed"
+    old_role: str
+    new_role: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserDisabled(_UserEvent):
+    action = "user-disabled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserEnabled(_UserEvent):
+    action = "user-enabled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordChanged(_UserEvent):
+    action = "password-changed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordReset(_UserEvent):
+    action = "password-reset"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiTokenCreated(_UserEvent):
+    action = "api-token-created"
+    token_id: int
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiTokenRevoked(_UserEvent):
+    action = "api-token-revoked"
+    token_id: int
+    name: str
+
+
+# Requests refused.
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessDenied(Event):
+    """A request refused for its role (403) or because of a conflict (409)."""
+
+    action = "access-denied"
+    method: str
+    path: str
+    status: int
+    reason: str
+    outcome: Outcome = Outcome.DENIED
+
+    def target(self) -> str | None:
+        return f"path:{self.path}"
+
+
+# The store.
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreUpgraded(Event):
+    action = "store-upgraded"
+    revision_before: str | None
+    revision_after: str | None
+
+    def target(self) -> str | None:
+        return "store"
+
+
+# Migrations, jobs and backups (their services record these).
+
+
+@dataclass(frozen=True, kw_only=True)
+class _JobEvent(Event):
+    job_id: int
+    kind: str
+
+    def target(self) -> str | None:
+        return f"job:{self.job_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobQueued(_JobEvent):
+    action = "job-queued"
+    target_revision: str | None
+    plan: list[str]
+    plan_fingerprint: str | None
+    revision_before: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStarted(_JobEvent):
+    action = "job-started"
+    worker_pid: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFinished(_JobEvent):
+    action = "job-finished"
+    status: str
+    revision_before: str | None
+    revision_after: str | None
+    plan_fingerprint: str | None
+    sql_fingerprint: str | None
+    backup_id: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobCancelRequested(_JobEvent):
+    action = "job-cancel-requested"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobInterrupted(_JobEvent):
+    action = "job-interrupted"
+    revision_after: str | None
+    reason: str
+    outcome: Outcome = Outcome.FAILURE
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRefused(Event):
+    action = "job-refused"
+    kind: str
+    target_revision: str | None
+    reason: str
+    outcome: Outcome = Outcome.DENIED
+
+    def target(self) -> str | None:
+        return f"revision:{self.target_revision}" if self.target_revision else None
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    """Details exactly as they read back from a JSON column (hashing needs a fixed form)."""
+    result: dict[str, Any] = json.loads(_canonical(details))
+    return result
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def row_hash(row: AuditEvent) -> str:
+    """sha256 over the previous hash and the row's canonical JSON."""
+    body = {
+        "created_at": _stamp(row.created_at),
+        "actor": row.actor,
+        "actor_role": row.actor_role,
+        "source": row.source,
+        "client_addr": row.client_addr,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "job_id": row.job_id,
+        "backup_id": row.backup_id,
+        "revision": row.revision,
+        "details": row.details,
+    }
+    return hashlib.sha256((row.prev_hash + _canonical(body)).encode()).hexdigest()
+
+
+def _lock_chain(session: Session) -> None:
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+
+
+def record(
+    session: Session,
+    event: Event,
+    actor: Actor,
+    *,
+    revision: str | None = None,
+) -> AuditEvent:
+    """Append ``event`` in the session's transaction (committed with the change it records)."""
+    details = _jsonable(event.details())
+    _lock_chain(session)
+    prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    row = AuditEvent(
+        created_at=utcnow(),
+        actor=actor.name,
+        actor_role=actor.role,
+        source=actor.source.value,
+        client_addr=actor.client_addr,
+        action=event.action,
+        target=event.target(),
+        outcome=event.outcome.value,
+        job_id=details.get("job_id"),
+        backup_id=details.get("backup_id"),
+        revision=revision,
+        details=details,
+        prev_hash=prev or GENESIS,
+    )
+    row.hash = row_hash(row)
+    session.add(row)
+    session.flush()
+    session.info.setdefault("audit_pending", []).append(row)
+    return row
+
+
+def as_dict(row: AuditEvent) -> dict[str, Any]:
+    """An event as plain data (exports, the JSON log line)."""
+    return {
+        "id": row.id,
+        "created_at": _stamp(row.created_at),
+        "actor": row.actor,
+        "actor_role": row.actor_role,
+        "source": row.source,
+        "client_addr": row.client_addr,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "job_id": row.job_id,
+        "backup_id": row.backup_id,
+        "revision": row.revision,
+        "details": row.details,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _log_committed(session: Session) -> None:
+    """Write committed events to the ``admin.audit.events`` logger (for log collectors)."""
+    rows = session.info.pop("audit_pending", [])
+    if rows and event_log.isEnabledFor(logging.INFO):
+        for row in rows:
+            event_log.info(_canonical(as_dict(row)))
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop("audit_pending", None)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of walking the chain."""
+
+    count: int
+    head: str
+    broken_id: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_id is None
+
+
+def verify(session: Session, batch: int = 2000) -> ChainReport:
+    """Walk the chain in order; report the first broken link or the head hash and count."""
+    expected_prev = GENESIS
+    count = 0
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return ChainReport(count=count, head=expected_prev)
+        for row in rows:
+            if row.prev_hash != expected_prev:
+                return ChainReport(
+                    count=count,
+                    head=expected_prev,
+                    broken_id=row.id,
+                    problem="its previous-hash does not match the row before it "
+                    "(a row was deleted or inserted)",
+                )
+            if row_hash(row) != row.hash:
+                return ChainReport(
+                    count=count,
+                    head=expected_prev,
+                    broken_id=row.id,
+                    problem="its content does not match its hash (the row was changed)",
+                )
+            expected_prev = row.hash
+            count += 1
+            last_id = row.id
+        session.expunge_all()

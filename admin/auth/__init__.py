@@ -1,0 +1,1 @@
+"""Users, roles, password hashing, sessions, CSRF, sign-in throttling and API tokens."""

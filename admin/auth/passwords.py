@@ -1,0 +1,57 @@
+"""Password hashing with argon2id through passlib (libpass)."""
+
+from __future__ import annotations
+
+import secrets
+
+from passlib.context import CryptContext
+
+from admin.errors import InvalidInput
+
+MAX_PASSWORD_BYTES = 1024
+MIN_PASSWORD_LENGTH = 10
+
+# Old schemes stay verifiable and are rehashed to argon2id at the next sign-in.
+_context = CryptContext(
+    schemes=["argon2", "pbkdf2_sha256"],
+    deprecated="auto",
+    argon2__type="ID",
+)
+# Verified against when the user does not exist, so unknown names cost the same time.
+_DUMMY_HASH = _context.hash(secrets.token_urlsafe(16))
+
+
+def check_length(password: str) -> None:
+    """Refuse an oversized password before any hashing work is done."""
+    if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+        raise InvalidInput(f"a password may be at most {MAX_PASSWORD_BYTES} bytes long")
+
+
+def validate_new(password: str, username: str = "") -> None:
+    """Rules for a password a person chooses."""
+    check_length(password)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if username and password.strip().lower() == username.strip().lower():
+        raise InvalidInput("a password must not be the user name")
+
+
+def hash_password(password: str) -> str:
+    check_length(password)
+    return _context.hash(password)
+
+
+def verify(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+    """Check a password; returns (ok, new hash when the stored one should be replaced)."""
+    check_length(password)
+    if stored_hash is None:
+        _context.verify(password, _DUMMY_HASH)
+        return False, None
+    try:
+        return _context.verify_and_update(password, stored_hash)
+    except (ValueError, TypeError):
+        return False, None
+
+
+def random_password() -> str:
+    return secrets.token_urlsafe(18)

@@ -1,0 +1,66 @@
+"""schema-admin: the command line (the seed's Makefile targets and more).
+
+Every command reads settings through admin.config, prints errors on one line and exits
+non-zero: 2 for a bad setting or usage, 1 for any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from admin import __version__
+from admin.cli import audit as audit_cli
+from admin.cli import serve as serve_cli
+from admin.cli import store as store_cli
+from admin.cli import users as users_cli
+from admin.cli.base import Commands, Handler
+from admin.config import load_settings
+from admin.errors import AdminError
+
+REGISTRARS: list[Callable[[Commands], None]] = [
+    serve_cli.register,
+    store_cli.register,
+    users_cli.register,
+    audit_cli.register,
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Usage errors: one line and exit 2, like a bad setting."""
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="schema-admin",
+        description="Web panel, CLI and container entrypoint for the Alembic migrations "
+        "of a PostgreSQL database.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands: Commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_Parser
+    )
+    for register in REGISTRARS:
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+        return handler(args, settings)
+    except AdminError as exc:
+        print(f"schema-admin: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("schema-admin: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,34 @@
+"""schema-admin audit: the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+
+from admin import audit
+from admin.cli.base import Commands, runtime
+from admin.config import Settings
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser("audit", help="the audit trail", description="The audit trail.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    verify = sub.add_parser(
+        "verify",
+        help="check the audit hash chain",
+        description="Walk the audit hash chain. Exit 0 and print the head hash and the count "
+        "when it is whole; exit 1 and name the first broken row otherwise.",
+    )
+    verify.set_defaults(handler=verify_chain)
+
+
+def verify_chain(args: argparse.Namespace, settings: Settings) -> int:
+    with runtime(settings) as rt, rt.sessions() as session:
+        report = audit.verify(session)
+    if report.ok:
+        print(f"audit chain intact: {report.count} events, head {report.head}")
+        return 0
+    print(
+        f"audit chain broken at event {report.broken_id}: {report.problem} "
+        f"({report.count} events verified before it, last good hash {report.head})"
+    )
+    return 1

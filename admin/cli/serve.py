@@ -1,0 +1,48 @@
+"""schema-admin serve: run the web panel."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from admin import logs
+from admin.cli.base import Commands
+from admin.config import Settings
+from admin.web.app import create_app
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the web panel",
+        description="Serve the panel (HOST and PORT by default). The store's schema is "
+        "upgraded at start; on a store with no users a first admin is created and its "
+        "one-time password printed.",
+    )
+    parser.add_argument("--host", help="address to listen on (default: HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: PORT)")
+    parser.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    logs.configure(settings)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    print(
+        f"APEX Schema Admin on http://{shown}:{port}/  "
+        f"(target {settings.target_url_masked}, store {settings.store_url_masked}, "
+        f"environment {settings.environment.value})",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+        access_log=False,
+    )
+    return 0

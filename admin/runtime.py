@@ -1,0 +1,51 @@
+"""The services a process works with: settings, the store's engine and sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from admin import audit
+from admin.config import Settings
+from admin.store import schema
+from admin.store.db import make_session_factory, make_store_engine, transaction
+
+
+@dataclass
+class Runtime:
+    """Opened once per process (web app lifespan, CLI command, worker) and closed at exit."""
+
+    settings: Settings
+    store_engine: Engine
+    sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = make_session_factory(self.store_engine)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        return cls(settings=settings, store_engine=make_store_engine(settings.admin_database_url))
+
+    def close(self) -> None:
+        self.store_engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with transaction(self.sessions) as session:
+            yield session
+
+    def upgrade_store(self, actor: audit.Actor) -> tuple[str | None, str | None]:
+        """Apply the store's revisions; an actual change is audited."""
+        before, after = schema.upgrade(self.store_engine)
+        if before != after:
+            with self.transaction() as session:
+                audit.record(
+                    session,
+                    audit.StoreUpgraded(revision_before=before, revision_after=after),
+                    actor,
+                )
+        return before, after

@@ -1,0 +1,1 @@
+"""The web panel: FastAPI app factory, routes, templates."""

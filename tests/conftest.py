@@ -1,0 +1,234 @@
+"""Shared fixtures: real PostgreSQL databases, SQLite files, small Alembic projects, the app."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from admin.config import Settings, normalize_database_url
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+# Settings the tests must not inherit from the developer's shell or a .env file.
+_SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _clean_environment() -> Iterator[None]:
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.upper() in _SETTING_NAMES}
+    yield
+    os.environ.update(saved)
+
+
+def _admin_url(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """The PostgreSQL server tests create their databases on (TEST_DATABASE_URL)."""
+    url = normalize_database_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = f"PostgreSQL at {make_url(url).render_as_string()} is unreachable: {exc.orig}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@dataclass
+class PgDatabases:
+    """Creates fresh databases on the test server and drops them afterwards."""
+
+    server_url: str
+    created: list[str] = field(default_factory=list)
+
+    def _execute(self, sql: str) -> None:
+        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(sql))
+        finally:
+            engine.dispose()
+
+    def create(self, prefix: str = "t") -> str:
+        name = f"apex_{prefix}_{uuid.uuid4().hex[:10]}"
+        self._execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return _admin_url(self.server_url, name)
+
+    def url_for_missing(self, prefix: str = "missing") -> str:
+        """The URL of a database that does not exist yet (dropped at the end if created)."""
+        name = f"apex_{prefix}_{uuid.uuid4().hex[:10]}"
+        self.created.append(name)
+        return _admin_url(self.server_url, name)
+
+    def drop_all(self) -> None:
+        for name in reversed(self.created):
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+@pytest.fixture(scope="module")
+def pg_databases(pg_server_url: str) -> Iterator[PgDatabases]:
+    databases = PgDatabases(pg_server_url)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_databases: PgDatabases) -> str:
+    """A fresh PostgreSQL database for this test module."""
+    return pg_databases.create("mod")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Callable[[str], str]:
+    def make(name: str = "db") -> str:
+        return f"sqlite:///{tmp_path / (name + '.sqlite3')}"
+
+    return make
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a test: SQLite store and target under tmp_path unless overridden."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite:///{tmp_path / 'target.sqlite3'}",
+            "admin_database_url": f"sqlite:///{tmp_path / 'store.sqlite3'}",
+            "var_dir": tmp_path / "var",
+            "backup_dir": tmp_path / "backups",
+            "secret_key": TEST_SECRET_KEY,
+            "alembic_config": REPO_ROOT / "alembic.ini",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@dataclass(frozen=True)
+class Rev:
+    """One revision of a generated test project."""
+
+    id: str
+    down: str | tuple[str, ...] | None
+    message: str = ""
+    upgrade: str = "pass"
+    downgrade: str = "pass"
+    branch_labels: tuple[str, ...] | None = None
+    depends_on: str | tuple[str, ...] | None = None
+
+
+PROJECT_ENV = """
+from alembic import context
+from sqlalchemy import create_engine
+
+config = context.config
+url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+
+if context.is_offline_mode():
+    context.configure(url=url, literal_binds=True, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            context.configure(connection=connection, transaction_per_migration=True)
+            with context.begin_transaction():
+                context.run_migrations()
+        engine.dispose()
+"""
+
+
+def write_revision(versions: Path, rev: Rev) -> Path:
+    path = versions / f"{rev.id}_{rev.message.replace(' ', '_')[:30] or 'rev'}.py"
+    body = f'''"""{rev.message or rev.id}
+
+Revision ID: {rev.id}
+Revises: {rev.down}
+Create Date: 2024-01-01 00:00:00
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = {rev.id!r}
+down_revision = {rev.down!r}
+branch_labels = {rev.branch_labels!r}
+depends_on = {rev.depends_on!r}
+
+
+def upgrade():
+{textwrap.indent(textwrap.dedent(rev.upgrade).strip() or "pass", "    ")}
+
+
+def downgrade():
+{textwrap.indent(textwrap.dedent(rev.downgrade).strip() or "pass", "    ")}
+'''
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture
+def alembic_project(tmp_path: Path) -> Callable[..., Path]:
+    """Write a small Alembic project into tmp_path; returns the path of its alembic.ini."""
+
+    def make(revisions: list[Rev], url: str = "sqlite://", name: str = "project") -> Path:
+        root = tmp_path / name
+        versions = root / "migrations" / "versions"
+        versions.mkdir(parents=True)
+        (root / "migrations" / "env.py").write_text(PROJECT_ENV)
+        (root / "migrations" / "script.py.mako").write_text(
+            (REPO_ROOT / "admin" / "store" / "migrations" / "script.py.mako").read_text()
+        )
+        for rev in revisions:
+            write_revision(versions, rev)
+        ini = root / "alembic.ini"
+        ini.write_text(
+            f"[alembic]\nscript_location = %(here)s/migrations\nsqlalchemy.url = {url}\n"
+        )
+        return ini
+
+    return make
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Any]:
+    """A TestClient on an app built from ``settings`` (lifespan included)."""
+    from fastapi.testclient import TestClient
+
+    from admin.web.app import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
