@@ -1,0 +1,1 @@
+"""The engine: the only module that touches Alembic's internals (in progress)."""

@@ -1,0 +1,139 @@
+"""The migration lock: two runs on one target never overlap.
+
+PostgreSQL: a session-level ``pg_try_advisory_lock`` on a dedicated connection, polled until
+a deadline. Never a blocking ``pg_advisory_lock``: ``CREATE INDEX CONCURRENTLY`` waits for
+every transaction that could see the table, including a session blocked on the lock, and the
+two would wait for each other forever. SQLite: an exclusive ``flock`` on a file beside the
+database. Whoever holds the lock is named in the error (the holder's application_name says
+which job, replica or plain ``alembic`` run it is).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from admin.errors import Conflict, Unavailable, describe
+
+# The advisory lock key (per database); plain `alembic` runs through env.py take it too.
+LOCK_KEY = 0x41504558_4D494752  # "APEXMIGR"
+_POLL = 0.1
+
+
+class LockHeld(Conflict):
+    """Another run holds the migration lock on this target."""
+
+    title = "Migration lock held"
+
+
+def describe_owner(label: str) -> str:
+    """What a lock holder calls itself: fits PostgreSQL's 63-byte application_name."""
+    return f"{label} {os.getpid()}@{socket.gethostname()}"[:63]
+
+
+def _holder(connection: Connection) -> str:
+    row = connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.usename, a.client_addr, a.backend_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"
+        ),
+        {"hi": (LOCK_KEY >> 32) & 0xFFFFFFFF, "lo": LOCK_KEY & 0xFFFFFFFF},
+    ).first()
+    if row is None:
+        return "another session (it has just let go; try again)"
+    name = row.application_name or "an unnamed session"
+    since = row.backend_start.strftime("%Y-%m-%d %H:%M:%S %Z") if row.backend_start else "?"
+    where = f" from {row.client_addr}" if row.client_addr else ""
+    return f"{name!r} (backend pid {row.pid}, user {row.usename}{where}, connected {since})"
+
+
+@contextmanager
+def _postgresql_lock(url: str, wait: float, owner: str) -> Iterator[None]:
+    engine = create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"application_name": owner},
+    )
+    try:
+        with engine.connect() as connection:
+            deadline = time.monotonic() + wait
+            while not connection.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
+            ).scalar():
+                if time.monotonic() >= deadline:
+                    database = make_url(url).database
+                    raise LockHeld(
+                        f"another migration is running on {database}: the lock is held by "
+                        f"{_holder(connection)}; waited {wait:g}s"
+                    )
+                time.sleep(_POLL)
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+    except SQLAlchemyError as exc:
+        raise Unavailable(
+            f"could not take the migration lock on {make_url(url).render_as_string()}: "
+            f"{describe(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _sqlite_lock(database: str, wait: float, owner: str) -> Iterator[None]:
+    path = Path(database + ".migrate-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise LockHeld(
+                        f"another migration is running on {database}: the lock is held by "
+                        f"{holder!r}; waited {wait:g}s"
+                    ) from None
+                time.sleep(_POLL)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(owner)
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def migration_lock(url: str, *, wait: float, owner: str) -> Iterator[None]:
+    """Hold the target's migration lock for the duration of the block, or raise LockHeld."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        with _postgresql_lock(url, wait, owner):
+            yield
+    elif parsed.database and parsed.database != ":memory:":
+        with _sqlite_lock(parsed.database, wait, owner):
+            yield
+    else:
+        yield

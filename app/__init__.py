@@ -1,0 +1,1 @@
+"""The APEX CRM backend's application package (here: its SQLAlchemy models)."""
