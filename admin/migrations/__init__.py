@@ -1,1 +1,76 @@
-"""The engine: the only module that touches Alembic's internals (in progress)."""
+"""The engine: the Alembic facade, and the only module that touches Alembic's internals.
+
+- ``open_project(path)`` loads an Alembic project once (cached ScriptDirectory, rebuilt
+  when a revision file changes) and gives its revision ``graph()``;
+- ``read_status(project, url)`` says where a target database stands;
+- ``make_plan(project, direction, target, current)`` gives the ordered steps of a run;
+- ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step;
+- ``run(project, connection, command, target, on_event=...)`` runs it online;
+- ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart.
+"""
+
+from __future__ import annotations
+
+from admin.migrations.autogen import check_message, create_revision
+from admin.migrations.database import (
+    TargetMissing,
+    create_database,
+    database_exists,
+    dispose_engines,
+    engine_for,
+    masked,
+    new_engine,
+)
+from admin.migrations.lock import LockHeld, describe_owner, migration_lock
+from admin.migrations.online import Command, EngineEvent, EventKind, PlanChanged, run
+from admin.migrations.plan import Direction, Plan, Step, check_target, make_plan
+from admin.migrations.project import (
+    Graph,
+    MigrationError,
+    Project,
+    Revision,
+    UnknownRevision,
+    open_project,
+)
+from admin.migrations.sql import SqlScript, StepSql, render, render_range
+from admin.migrations.status import State, Status, current_heads, read_current, read_status
+
+__all__ = [
+    "Command",
+    "Direction",
+    "EngineEvent",
+    "EventKind",
+    "Graph",
+    "LockHeld",
+    "MigrationError",
+    "Plan",
+    "PlanChanged",
+    "Project",
+    "Revision",
+    "SqlScript",
+    "State",
+    "Status",
+    "Step",
+    "StepSql",
+    "TargetMissing",
+    "UnknownRevision",
+    "check_message",
+    "check_target",
+    "create_database",
+    "create_revision",
+    "current_heads",
+    "database_exists",
+    "describe_owner",
+    "dispose_engines",
+    "engine_for",
+    "make_plan",
+    "masked",
+    "migration_lock",
+    "new_engine",
+    "open_project",
+    "read_current",
+    "read_status",
+    "render",
+    "render_range",
+    "run",
+]

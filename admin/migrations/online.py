@@ -1,0 +1,202 @@
+"""Online runs: upgrade, downgrade or stamp on a live connection, with a hook per event.
+
+The caller (the job worker, a subprocess) holds the migration lock and hands over a
+dedicated connection; env.py receives it in ``config.attributes["connection"]`` and runs
+one transaction per revision. Each step started / finished, each SQL statement, Alembic's
+log messages and Python warnings reach ``on_event`` as they happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from alembic.runtime.environment import EnvironmentContext
+from sqlalchemy import Connection, event, text
+
+from admin.migrations.plan import Direction, Step, _step, alembic_steps, fingerprint
+from admin.migrations.project import MigrationError, Project
+from admin.migrations.sql import ALEMBIC_LOCK
+from admin.migrations.status import current_heads
+
+
+class Command(StrEnum):
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+    STAMP = "stamp"
+
+
+class EventKind(StrEnum):
+    LOG = "log"
+    WARNING = "warning"
+    STEP_STARTED = "step-started"
+    STEP_FINISHED = "step-finished"
+    SQL = "sql"
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    kind: EventKind
+    text: str
+    revision: str | None = None
+    step: int | None = None
+    steps: int | None = None
+    duration: float | None = None
+
+
+class PlanChanged(MigrationError):
+    """What would run is not what was reviewed."""
+
+    status = 409
+    title = "Plan changed"
+
+
+def set_timeouts(connection: Connection, lock_timeout: str, statement_timeout: str) -> None:
+    """Session-level lock_timeout / statement_timeout on PostgreSQL (committed)."""
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
+    connection.execute(
+        text("SELECT set_config('statement_timeout', :v, false)"), {"v": statement_timeout}
+    )
+    connection.commit()
+
+
+class _Recorder(logging.Handler):
+    """Turns Alembic's log records into events; 'Running …' marks a step's start."""
+
+    def __init__(self, run: _Run) -> None:
+        super().__init__(logging.INFO)
+        self.run = run
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Running ") and self.run.started < len(self.run.steps):
+            self.run.step_started(message)
+        else:
+            kind = EventKind.WARNING if record.levelno >= logging.WARNING else EventKind.LOG
+            self.run.emit(EngineEvent(kind, message))
+
+
+@dataclass
+class _Run:
+    emit: Callable[[EngineEvent], None]
+    steps: list[Step]
+    started: int = 0
+    finished: int = 0
+    step_began: float = 0.0
+
+    def step_started(self, message: str) -> None:
+        # env.py may not pass on_version_apply: a step has finished when the next one starts.
+        if self.finished < self.started:
+            self.step_finished()
+        step = self.steps[self.started]
+        self.started += 1
+        self.step_began = time.monotonic()
+        self.emit(
+            EngineEvent(
+                EventKind.STEP_STARTED,
+                message,
+                revision=step.revision,
+                step=self.started,
+                steps=len(self.steps),
+            )
+        )
+
+    def step_finished(self, *_: Any, **kwargs: Any) -> None:
+        if self.finished >= self.started:
+            return
+        step = self.steps[self.finished]
+        self.finished += 1
+        duration = time.monotonic() - self.step_began
+        self.emit(
+            EngineEvent(
+                EventKind.STEP_FINISHED,
+                f"{step.label} done in {duration:.3f}s",
+                revision=step.revision,
+                step=self.finished,
+                steps=len(self.steps),
+                duration=duration,
+            )
+        )
+
+
+def run(
+    project: Project,
+    connection: Connection,
+    command: Command,
+    target: str,
+    *,
+    on_event: Callable[[EngineEvent], None],
+    lock_timeout: str = "0",
+    statement_timeout: str = "0",
+    expected_fingerprint: str | None = None,
+    on_plan: Callable[[list[Step]], None] | None = None,
+) -> tuple[str, ...]:
+    """Run ``command`` to ``target``; returns the heads the database is at afterwards.
+
+    With ``expected_fingerprint`` the run refuses (PlanChanged) unless the steps Alembic is
+    about to execute are exactly the reviewed ones.
+    """
+    script = project.script(max_age=0)
+    graph = project.graph(max_age=0)
+    state = _Run(emit=on_event, steps=[])
+    direction = Direction.DOWNGRADE if command is Command.DOWNGRADE else Direction.UPGRADE
+
+    def steps_for(rev: tuple[str, ...], context: Any) -> list[Any]:
+        if command is Command.STAMP:
+            return list(script._stamp_revs(target, rev))
+        raw = alembic_steps(script, direction, target, tuple(rev))
+        state.steps = [_step(graph, direction, item) for item in raw]
+        found = fingerprint(direction, tuple(state.steps))
+        if expected_fingerprint is not None and found != expected_fingerprint:
+            raise PlanChanged(
+                "what would run is not the plan that was reviewed (the database moved or "
+                "revision files changed since): review the plan again"
+            )
+        if on_plan is not None:
+            on_plan(state.steps)
+        return raw
+
+    def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        on_event(EngineEvent(EventKind.SQL, statement.strip()))
+
+    def on_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        on_event(EngineEvent(EventKind.WARNING, f"{category.__name__}: {message}"))
+
+    set_timeouts(connection, lock_timeout, statement_timeout)
+    cfg = project.config(
+        connection=connection,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+        on_version_apply=state.step_finished,
+    )
+    alembic_log = logging.getLogger("alembic")
+    recorder = _Recorder(state)
+    old_level = alembic_log.level
+    alembic_log.addHandler(recorder)
+    alembic_log.setLevel(logging.INFO)
+    event.listen(connection, "before_cursor_execute", on_sql)
+    try:
+        with ALEMBIC_LOCK, project.revision_errors(), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = on_warning
+            with EnvironmentContext(
+                cfg, script, fn=steps_for, as_sql=False, destination_rev=target
+            ):
+                script.run_env()
+            state.step_finished()
+    finally:
+        event.remove(connection, "before_cursor_execute", on_sql)
+        alembic_log.removeHandler(recorder)
+        alembic_log.setLevel(old_level)
+        if connection.in_transaction():
+            connection.rollback()
+    after = current_heads(connection, project.version_table)
+    connection.rollback()
+    return after

@@ -1,0 +1,146 @@
+"""Plans: the ordered steps Alembic will run for a target, and their fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from alembic.script import ScriptDirectory
+
+from admin.migrations.project import Graph, MigrationError, Project
+
+# What Alembic accepts as a target: ids, prefixes, head(s), base, branch@head, +N / -N,
+# rev+N. Anything else is refused before it reaches Alembic.
+_TARGET = re.compile(r"^[A-Za-z0-9_@+\-.]{1,128}$")
+
+
+class Direction(StrEnum):
+    UPGRADE = "upgrade"
+    DOWNGRADE = "downgrade"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One revision applied or reverted."""
+
+    revision: str
+    direction: Direction
+    message: str
+    sha256: str
+    from_revisions: tuple[str, ...]
+    to_revisions: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        src = ",".join(self.from_revisions) or "base"
+        dst = ",".join(self.to_revisions) or "base"
+        return f"{self.direction.value} {src} -> {dst}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run from ``current`` to ``target`` will do, in order."""
+
+    direction: Direction
+    target: str
+    current: tuple[str, ...]
+    steps: tuple[Step, ...]
+    fingerprint: str
+
+    @property
+    def revision_ids(self) -> list[str]:
+        return [step.revision for step in self.steps]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.steps
+
+
+def check_target(target: str) -> str:
+    target = (target or "").strip()
+    if not _TARGET.match(target):
+        raise MigrationError(
+            f"{target[:60]!r} is not a revision target: use a revision id (or a unique "
+            "prefix), head, heads, base, branch@head, or a relative step such as +1 / -2"
+        )
+    return target
+
+
+def fingerprint(direction: Direction, steps: tuple[Step, ...]) -> str:
+    """sha256 of the direction and the ordered revision ids with their file hashes."""
+    digest = hashlib.sha256(direction.value.encode())
+    for step in steps:
+        digest.update(f"\n{step.revision}:{step.sha256}".encode())
+    return digest.hexdigest()
+
+
+def alembic_steps(
+    script: ScriptDirectory, direction: Direction, target: str, current: tuple[str, ...]
+) -> list[object]:
+    """Alembic's own step objects for a run, exactly what its commands would execute."""
+    if direction is Direction.UPGRADE:
+        return list(script._upgrade_revs(target, current))  # type: ignore[arg-type]
+    return list(script._downgrade_revs(target, current))  # type: ignore[arg-type]
+
+
+def make_plan(
+    project: Project,
+    direction: Direction,
+    target: str,
+    current: tuple[str, ...],
+    *,
+    max_age: float = 1.0,
+) -> Plan:
+    """The ordered steps for ``direction`` to ``target`` from the ``current`` heads."""
+    target = check_target(target)
+    graph = project.graph(max_age)
+    unknown = [rev for rev in current if rev not in graph.by_id]
+    if unknown:
+        raise MigrationError(
+            f"the database is at {', '.join(unknown)}, which no revision file has: "
+            "deploy the missing revision files or stamp the database"
+        )
+    if direction is Direction.DOWNGRADE and not current and target != "base":
+        raise MigrationError("the database is at base: there is nothing to downgrade")
+    script = project.script(max_age)
+    with project.revision_errors():
+        raw = alembic_steps(script, direction, target, current)
+    steps = tuple(_step(graph, direction, item) for item in raw)
+    if not steps and direction is Direction.UPGRADE:
+        _check_not_behind(project, script, target, current)
+    return Plan(
+        direction=direction,
+        target=target,
+        current=current,
+        steps=steps,
+        fingerprint=fingerprint(direction, steps),
+    )
+
+
+def _check_not_behind(
+    project: Project, script: ScriptDirectory, target: str, current: tuple[str, ...]
+) -> None:
+    """An upgrade to a revision the database is already past says so (Alembic is silent)."""
+    if target in ("head", "heads") or target.startswith(("+", "-")) or "@" in target:
+        return
+    with project.revision_errors():
+        wanted = {s.revision for s in script.get_revisions(target) if s is not None}
+    if wanted - set(current):
+        raise MigrationError(
+            f"the database is already past {target}: to go back to it, downgrade instead"
+        )
+
+
+def _step(graph: Graph, direction: Direction, item: object) -> Step:
+    revision = item.revision.revision  # type: ignore[attr-defined]
+    known = graph.by_id[revision]
+    return Step(
+        revision=revision,
+        direction=direction,
+        message=known.message,
+        sha256=known.sha256,
+        from_revisions=tuple(item.from_revisions),  # type: ignore[attr-defined]
+        to_revisions=tuple(item.to_revisions),  # type: ignore[attr-defined]
+    )

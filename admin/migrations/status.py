@@ -1,0 +1,176 @@
+"""Where a target database stands against the scripts.
+
+Read with ``MigrationContext.get_current_heads()`` on one connection: never
+``command.current`` or ``ScriptDirectory.get_all_current``, which cost O(N²) in the depth
+of the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from admin.errors import AdminError
+from admin.migrations import database
+from admin.migrations.plan import Direction, make_plan
+from admin.migrations.project import MigrationError, Project, Revision
+
+
+class State(StrEnum):
+    UP_TO_DATE = "up-to-date"
+    BEHIND = "behind"
+    EMPTY = "empty"
+    SEVERAL_HEADS = "several-heads"
+    UNKNOWN_REVISION = "unknown-revision"
+    MISSING = "missing"
+    UNREACHABLE = "unreachable"
+
+
+# What `schema-admin status` exits with: 0 up to date, 3 pending, 1 error.
+EXIT_CODES = {
+    State.UP_TO_DATE: 0,
+    State.BEHIND: 3,
+    State.EMPTY: 3,
+    State.SEVERAL_HEADS: 3,
+    State.UNKNOWN_REVISION: 1,
+    State.MISSING: 1,
+    State.UNREACHABLE: 1,
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    """The target's revision(s) against the head(s), with what to do about it."""
+
+    state: State
+    target: str
+    dialect: str
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    pending: tuple[Revision, ...]
+    message: str
+    unknown: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.state is State.SEVERAL_HEADS and not self.pending:
+            return 0
+        return EXIT_CODES[self.state]
+
+    @property
+    def reachable(self) -> bool:
+        return self.state not in (State.MISSING, State.UNREACHABLE)
+
+
+def current_heads(
+    connection: Connection, version_table: str = "alembic_version"
+) -> tuple[str, ...]:
+    """The revision(s) recorded in the target's version table (empty at base)."""
+    context = MigrationContext.configure(connection, opts={"version_table": version_table})
+    return tuple(context.get_current_heads())
+
+
+def has_version_table(connection: Connection, version_table: str = "alembic_version") -> bool:
+    return inspect(connection).has_table(version_table)
+
+
+def read_current(project: Project, url: str) -> tuple[bool, tuple[str, ...]]:
+    """(has version table, current heads) of the target; raises a clear error if unreachable."""
+    database.check_exists(url)
+    try:
+        with database.engine_for(url).connect() as connection:
+            table = project.version_table
+            if not has_version_table(connection, table):
+                return False, ()
+            return True, current_heads(connection, table)
+    except SQLAlchemyError as exc:
+        raise database.unreachable(url, exc) from exc
+
+
+def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
+    """The target's status; an unreachable or missing database is a state, not an error."""
+    graph = project.graph(max_age)
+    heads = graph.heads
+
+    def status(
+        state: State,
+        message: str,
+        current: tuple[str, ...] = (),
+        pending: tuple[Revision, ...] = (),
+        unknown: tuple[str, ...] = (),
+    ) -> Status:
+        return Status(
+            state=state,
+            target=database.masked(url),
+            dialect=_dialect(url),
+            current=current,
+            heads=heads,
+            pending=pending,
+            message=message,
+            unknown=unknown,
+        )
+
+    try:
+        has_table, current = read_current(project, url)
+    except database.TargetMissing as exc:
+        return status(State.MISSING, str(exc))
+    except AdminError as exc:
+        return status(State.UNREACHABLE, f"{exc}. Check DATABASE_URL and that the server is up.")
+
+    unknown = tuple(rev for rev in current if rev not in graph.by_id)
+    if unknown:
+        return status(
+            State.UNKNOWN_REVISION,
+            f"The database is at {', '.join(unknown)}, which no revision file has: it was "
+            "migrated with files this panel does not have. Deploy the matching revision "
+            "files, or stamp the database to a known revision once you know its real schema.",
+            current=current,
+            unknown=unknown,
+        )
+    pending = _pending(project, graph.by_id, current, max_age)
+    if len(heads) > 1:
+        return status(
+            State.SEVERAL_HEADS,
+            f"The scripts have {len(heads)} heads ({', '.join(heads)}): unmerged branches. "
+            "Create a merge revision (alembic merge heads), or upgrade to 'heads'.",
+            current,
+            pending,
+        )
+    if not has_table:
+        return status(
+            State.EMPTY,
+            f"The database has no version table yet: {len(pending)} revision(s) will create "
+            "the schema. Review the SQL, then apply to head.",
+            current,
+            pending,
+        )
+    if pending:
+        return status(
+            State.BEHIND,
+            f"{len(pending)} revision(s) pending. Review their SQL, take a backup, then "
+            "apply to head.",
+            current,
+            pending,
+        )
+    return status(State.UP_TO_DATE, "The database is at the head revision: nothing to do.", current)
+
+
+def _pending(
+    project: Project, by_id: dict[str, Revision], current: tuple[str, ...], max_age: float
+) -> tuple[Revision, ...]:
+    graph = project.graph(max_age)
+    if set(current) == set(graph.heads):
+        return ()
+    try:
+        plan = make_plan(project, Direction.UPGRADE, "heads", current, max_age=max_age)
+    except MigrationError:
+        return ()
+    return tuple(by_id[step.revision] for step in plan.steps)
+
+
+def _dialect(url: str) -> str:
+    return "postgresql" if database.is_postgresql(url) else "sqlite"
