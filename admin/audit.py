@@ -149,6 +149,14 @@ class PasswordReset(_UserEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PasswordRehashed(_UserEvent):
+    """A stored hash in an old scheme was replaced by argon2id at sign-in."""
+
+    action = "password-rehashed"
+    old_scheme: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApiTokenCreated(_UserEvent):
     action = "api-token-created"
     token_id: int

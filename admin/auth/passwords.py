@@ -53,5 +53,13 @@ def verify(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
         return False, None
 
 
+def scheme_of(stored_hash: str) -> str | None:
+    """The passlib scheme name of a stored hash (``argon2``, ``pbkdf2_sha256``), or None."""
+    try:
+        return _context.identify(stored_hash)
+    except (ValueError, TypeError):
+        return None
+
+
 def random_password() -> str:
     return secrets.token_urlsafe(18)

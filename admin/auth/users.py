@@ -56,9 +56,12 @@ def count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(User)) or 0
 
 
-def end_sessions(session: Session, user: User) -> int:
-    """Sign a user out everywhere at once."""
-    result = session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+def end_sessions(session: Session, user: User, *, keep_session_id: int | None = None) -> int:
+    """Sign a user out everywhere at once (but for ``keep_session_id``, the caller's own)."""
+    statement = delete(UserSession).where(UserSession.user_id == user.id)
+    if keep_session_id is not None:
+        statement = statement.where(UserSession.id != keep_session_id)
+    result = session.execute(statement)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -150,8 +153,15 @@ def reset_password(
 
 
 def change_own_password(
-    session: Session, actor: audit.Actor, user: User, current: str, new: str
+    session: Session,
+    actor: audit.Actor,
+    user: User,
+    current: str,
+    new: str,
+    *,
+    keep_session_id: int | None = None,
 ) -> None:
+    """Change one's own password; every other session of the user ends."""
     ok, _ = passwords.verify(current, user.password_hash)
     if not ok:
         raise InvalidInput("the current password is not correct")
@@ -161,6 +171,7 @@ def change_own_password(
     user.password_hash = passwords.hash_password(new)
     user.must_change_password = False
     user.password_changed_at = utcnow()
+    end_sessions(session, user, keep_session_id=keep_session_id)
     audit.record(session, audit.PasswordChanged(username=user.username), actor)
 
 
