@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -155,6 +156,7 @@ def test_backup_then_restore_replace_brings_back_tables_and_rows(
     assert verification.server_version == backup.server_version
 
     mutate(target)
+    execute(target, "CREATE TABLE added_later (id int)")
     assert counts(target) != at_backup
 
     result = backups.restore(
@@ -169,7 +171,9 @@ def test_backup_then_restore_replace_brings_back_tables_and_rows(
     )
     assert result.mode == "replace" and not result.created
     assert result.database_name == make_url(target).database
-    assert counts(target) == at_backup
+    # pg_restore --clean drops only what the backup has: a later table stays, and is named.
+    assert result.leftover_tables == ("public.added_later",)
+    assert counts(target) == {**at_backup, "added_later": 0}
 
 
 @pytest.mark.postgres
@@ -439,6 +443,46 @@ def test_pg_dump_older_than_server_names_both_versions(target: str, tmp_path: Pa
     assert "15.20" in message and "16.1" in message
     assert "16 or newer" in message and "PG_BIN_DIR" in message
     assert dir_listing(backup_dir) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fmt", PG_FORMATS)
+def test_full_disk_fails_the_backup_and_leaves_no_file(
+    target: str, tiny_disk: Path, fmt: str
+) -> None:
+    seed(target)
+    execute(
+        target, "CREATE TABLE bulk AS SELECT i, md5(i::text) AS h FROM generate_series(1, 20000) i"
+    )
+    with pytest.raises(BackupFailed, match="No space left on device"):
+        take(target, tiny_disk / "backups", fmt)
+    assert dir_listing(tiny_disk / "backups") == []
+
+
+@pytest.mark.postgres
+def test_backup_dir_that_is_a_file_is_refused(target: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "backups"
+    a_file.write_text("")
+    with pytest.raises(BackupFailed, match="not a directory"):
+        take(target, a_file, "custom")
 
 
 # SQLite --------------------------------------------------------------------------------

@@ -92,25 +92,28 @@ def take(
     """
     target = parse_target(target_url)
     backup_format = BackupFormat.parse(fmt)
-    if target.is_sqlite:
-        return sqlite.take(
+    if not target.is_sqlite and backup_format is BackupFormat.SQLITE:
+        raise InvalidInput(f"{target.display} is PostgreSQL: use the custom or plain format")
+    try:
+        if target.is_sqlite:
+            return sqlite.take(
+                target,
+                backup_dir,
+                lock_wait_timeout=lock_wait_timeout,
+                on_line=on_line,
+                should_stop=should_stop,
+            )
+        return postgres.take(
             target,
             backup_dir,
+            fmt=backup_format,
             lock_wait_timeout=lock_wait_timeout,
+            pg_bin_dir=pg_bin_dir,
             on_line=on_line,
             should_stop=should_stop,
         )
-    if backup_format is BackupFormat.SQLITE:
-        raise InvalidInput(f"{target.display} is PostgreSQL: use the custom or plain format")
-    return postgres.take(
-        target,
-        backup_dir,
-        fmt=backup_format,
-        lock_wait_timeout=lock_wait_timeout,
-        pg_bin_dir=pg_bin_dir,
-        on_line=on_line,
-        should_stop=should_stop,
-    )
+    except OSError as exc:
+        raise BackupFailed(f"backup of {target.display} failed: {_os_error(exc)}") from None
 
 
 def verify(
@@ -133,16 +136,19 @@ def verify(
     backup_format = BackupFormat.parse(fmt) if fmt is not None else format_of(path.name)
     if not path.is_file():
         raise VerificationFailed(f"{path.name} is missing from {path.parent}")
-    size = path.stat().st_size
-    sha256 = _check_sha256(path, expected_sha256)
-    on_line(f"verifying {path.name} ({backup_format}, {files.human_size(size)})")
-    if backup_format is BackupFormat.SQLITE:
-        detail = sqlite.check(path)
-        header = postgres.Header()
-    else:
-        header, detail = postgres.verify(
-            path, backup_format, pg_bin_dir=pg_bin_dir, on_line=on_line, should_stop=should_stop
-        )
+    try:
+        size = path.stat().st_size
+        sha256 = _check_sha256(path, expected_sha256)
+        on_line(f"verifying {path.name} ({backup_format}, {files.human_size(size)})")
+        if backup_format is BackupFormat.SQLITE:
+            detail = sqlite.check(path)
+            header = postgres.Header()
+        else:
+            header, detail = postgres.verify(
+                path, backup_format, pg_bin_dir=pg_bin_dir, on_line=on_line, should_stop=should_stop
+            )
+    except OSError as exc:
+        raise VerificationFailed(f"{path.name} cannot be read: {_os_error(exc)}") from None
     on_line(f"verified: {detail}")
     return Verification(
         file_name=path.name,
@@ -192,27 +198,30 @@ def restore(
     if target.is_sqlite != (backup_format is BackupFormat.SQLITE):
         kind = "SQLite" if target.is_sqlite else "PostgreSQL"
         raise InvalidInput(f"{path.name} is a {backup_format} backup; {target.display} is {kind}")
-    if target.is_sqlite:
-        return sqlite.restore(
+    try:
+        if target.is_sqlite:
+            return sqlite.restore(
+                path,
+                target,
+                mode=restore_mode,
+                new_database=new_database,
+                lock_wait_timeout=lock_timeout or _SQLITE_RESTORE_WAIT,
+                on_line=on_line,
+                should_stop=should_stop,
+            )
+        return pg_restore.restore(
             path,
+            backup_format,
             target,
             mode=restore_mode,
             new_database=new_database,
-            lock_wait_timeout=lock_timeout or _SQLITE_RESTORE_WAIT,
+            pg_bin_dir=pg_bin_dir,
             on_line=on_line,
             should_stop=should_stop,
+            lock_timeout=lock_timeout,
         )
-    return pg_restore.restore(
-        path,
-        backup_format,
-        target,
-        mode=restore_mode,
-        new_database=new_database,
-        pg_bin_dir=pg_bin_dir,
-        on_line=on_line,
-        should_stop=should_stop,
-        lock_timeout=lock_timeout,
-    )
+    except OSError as exc:
+        raise RestoreFailed(f"restore of {path.name} failed: {_os_error(exc)}") from None
 
 
 def _check_sha256(path: Path, expected: str | None) -> str:
@@ -223,3 +232,10 @@ def _check_sha256(path: Path, expected: str | None) -> str:
             f"the backup recorded {expected[:16]}…"
         )
     return actual
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as a person reads it: 'No space left on device: /var/backups/...'."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)

@@ -23,6 +23,10 @@ _CHUNK = 1 << 20
 _PLAIN_START = b"-- PostgreSQL database dump\n"
 _PLAIN_END = b"-- PostgreSQL database dump complete"
 _TAIL = 4096  # pg_dump writes only its \unrestrict line after the "complete" comment
+# "216; 1259 18237 TABLE public items owner" in pg_restore --list (names are not quoted there).
+_TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (.+) \S+$")
+# "-- Name: items; Type: TABLE; Schema: public; Owner: owner" in a plain dump.
+_PLAIN_TABLE = re.compile(rb"^-- Name: (.+?); Type: TABLE; Schema: (.+?); Owner: ", re.MULTILINE)
 _LOCK_FAILED = re.compile(r"LOCK TABLE|lock timeout|statement timeout", re.IGNORECASE)
 
 
@@ -34,6 +38,7 @@ class Header:
     server_version: str | None = None
     tool_version: str | None = None
     toc_entries: int | None = None
+    tables: frozenset[str] = frozenset()  # "schema.table" (custom archives only)
 
 
 def take(
@@ -50,9 +55,9 @@ def take(
     pg_dump = tools.find("pg_dump", pg_bin_dir)
     created_at = datetime.now(UTC)
     started = time.monotonic()
-    files.ensure_backup_dir(backup_dir)
     if (reason := files.check_backup_dir(backup_dir)) is not None:
         raise BackupFailed(reason)
+    files.ensure_backup_dir(backup_dir)
     final = backup_dir / files.backup_name(target.database, fmt, created_at)
     on_line(f"backing up {target.display} with {pg_dump.label} ({fmt} format) into {final.name}")
     argv = [
@@ -158,20 +163,21 @@ def _custom_header(path: Path, pg_bin_dir: Path | None) -> Header:
             f"{path.name}: pg_restore cannot read the archive's table of contents: {said.error()}"
         )
     fields: dict[str, str] = {}
+    tables: set[str] = set()
     for line in listing.stdout.splitlines():
-        if "Selected TOC Entries" in line:
-            break
-        if not line.startswith(";"):
-            continue
-        key, sep, value = line.lstrip(";").strip().partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
+        if line.startswith(";"):
+            key, sep, value = line.lstrip(";").strip().partition(":")
+            if sep and not tables:
+                fields.setdefault(key.strip(), value.strip())
+        elif match := _TOC_TABLE.match(line):
+            tables.add(f"{match.group(1)}.{match.group(2)}")
     entries = fields.get("TOC Entries", "")
     return Header(
         database_name=fields.get("dbname"),
         server_version=fields.get("Dumped from database version"),
         tool_version=fields.get("Dumped by pg_dump version"),
         toc_entries=int(entries) if entries.isdigit() else None,
+        tables=frozenset(tables),
     )
 
 
@@ -244,16 +250,18 @@ def _read_plain(
         )
 
 
-def feed_plain(path: Path) -> Callable[[IO[bytes]], None]:
+def feed_plain(path: Path, tables: set[str]) -> Callable[[IO[bytes]], None]:
     """A stdin feeder for psql that holds back the last chunk until the script proved complete.
 
     psql commits its --single-transaction at the end of its input, so a script that is cut
     short must never reach a clean end: the feeder raises instead, and the runner kills psql.
+    The names of the tables the script creates are collected into ``tables`` on the way.
     """
 
     def feed(stdin: IO[bytes]) -> None:
         pending = b""
         tail = b""
+        partial_line = b""
         try:
             with gzip.open(path, "rb") as fh:
                 while chunk := fh.read(_CHUNK):
@@ -261,6 +269,12 @@ def feed_plain(path: Path) -> Callable[[IO[bytes]], None]:
                         stdin.write(pending)
                     pending = chunk
                     tail = (tail + chunk)[-_TAIL:]
+                    text, _, partial_line = (partial_line + chunk).rpartition(b"\n")
+                    for match in _PLAIN_TABLE.finditer(text):
+                        schema, name = match.group(2), match.group(1)
+                        tables.add(
+                            f"{schema.decode(errors='replace')}.{name.decode(errors='replace')}"
+                        )
         except (EOFError, OSError, zlib.error) as exc:
             if isinstance(exc, BrokenPipeError):
                 raise

@@ -75,7 +75,8 @@ def restore(
     else:
         on_line(f"restoring {path.name} over {target.display} in a single transaction")
     try:
-        outcome = _run(tool, path, fmt, into, mode, on_line, should_stop, lock_timeout)
+        tables: set[str] = set()
+        outcome = _run(tool, path, fmt, into, mode, tables, on_line, should_stop, lock_timeout)
     except BaseException as exc:
         if mode is RestoreMode.NEW:
             _drop_database(target, into.database, on_line)
@@ -90,6 +91,11 @@ def restore(
             after = "the transaction was rolled back: the target is as it was"
         what = "cancelled" if outcome.stopped else f"failed: {outcome.error()}"
         raise RestoreFailed(f"restore of {path.name} into {into.display} {what}; {after}")
+    leftover: tuple[str, ...] = ()
+    if mode is RestoreMode.REPLACE:
+        if fmt is BackupFormat.CUSTOM:
+            tables = set(postgres.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
+        leftover = _tables_not_in(into, tables, on_line)
     duration_ms = int((time.monotonic() - started) * 1000)
     on_line(f"restored {path.name} into {into.display} in {duration_ms / 1000:.1f}s")
     return RestoreResult(
@@ -100,6 +106,7 @@ def restore(
         created=mode is RestoreMode.NEW,
         duration_ms=duration_ms,
         tool_version=tool.label,
+        leftover_tables=leftover,
     )
 
 
@@ -109,6 +116,7 @@ def _run(
     fmt: BackupFormat,
     into: Target,
     mode: RestoreMode,
+    tables: set[str],
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool] | None,
     lock_timeout: str | None,
@@ -140,8 +148,48 @@ def _run(
         on_line=on_line,
         redact=into.redact,
         should_stop=should_stop,
-        feed=postgres.feed_plain(path),
+        feed=postgres.feed_plain(path, tables),
     )
+
+
+def _tables_not_in(
+    into: Target, restored: set[str], on_line: Callable[[str], None]
+) -> tuple[str, ...]:
+    """Tables of the database that the backup does not have, with a warning naming them.
+
+    pg_restore --clean drops only what the archive contains: a table a later migration
+    created stays, and the next upgrade would fail on it. Extension members are not dumped
+    as tables and are left out of the comparison.
+    """
+    try:
+        connection, close = _admin_connection(into)
+    except SQLAlchemyError as exc:
+        on_line(f"warning: could not list the tables after the restore: {describe(exc)}")
+        return ()
+    try:
+        present = connection.execute(
+            text(
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') "
+                "AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
+                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = "
+                "'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"
+            )
+        ).scalars()
+        leftover = tuple(sorted(set(present) - restored))
+    except SQLAlchemyError as exc:
+        on_line(f"warning: could not list the tables after the restore: {describe(exc)}")
+        return ()
+    finally:
+        close()
+    if leftover:
+        on_line(
+            f"warning: {len(leftover)} table(s) not in the backup were left in place: "
+            f"{', '.join(leftover[:20])}{' ...' if len(leftover) > 20 else ''}; "
+            "drop them before migrating again if a later migration created them"
+        )
+    return leftover
 
 
 def _admin_connection(target: Target) -> tuple[Connection, Callable[[], None]]:

@@ -84,3 +84,5 @@ class RestoreResult:
     created: bool  # a new database (or file) was made for this restore
     duration_ms: int
     tool_version: str
+    # Replace mode: tables the database has that the backup does not (left in place).
+    leftover_tables: tuple[str, ...] = ()

@@ -67,9 +67,9 @@ def take(
     wait = seconds(lock_wait_timeout)
     created_at = datetime.now(UTC)
     started = time.monotonic()
-    files.ensure_backup_dir(backup_dir)
     if (reason := files.check_backup_dir(backup_dir)) is not None:
         raise BackupFailed(reason)
+    files.ensure_backup_dir(backup_dir)
     final = backup_dir / files.backup_name(source.name, BackupFormat.SQLITE, created_at)
     on_line(f"backing up {source} with the {TOOL} into {final.name}")
     with files.staged(final) as temp:
