@@ -270,6 +270,22 @@ class Settings(BaseSettings):
     def store_url_masked(self) -> str:
         return mask_url(self.admin_database_url)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for a child process to read back."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, StrEnum):
+                text = value.value
+            else:
+                text = str(value)
+            env[name.upper()] = text
+        return env
+
     @cached_property
     def secret(self) -> bytes:
         """The secret key; in development a random one kept in VAR_DIR/secret-key."""

@@ -22,9 +22,17 @@ class Runtime:
     settings: Settings
     store_engine: Engine
     sessions: sessionmaker[Session] = field(init=False)
+    read_engine: Engine = field(init=False)
+    reads: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = make_session_factory(self.store_engine)
+        if self.store_engine.dialect.name == "sqlite":
+            url = self.store_engine.url.render_as_string(hide_password=False)
+            self.read_engine = make_store_engine(url, reads_only=True)
+        else:
+            self.read_engine = self.store_engine
+        self.reads = make_session_factory(self.read_engine)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -32,6 +40,7 @@ class Runtime:
 
     def close(self) -> None:
         self.store_engine.dispose()
+        self.read_engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

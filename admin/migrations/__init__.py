@@ -20,6 +20,7 @@ from admin.migrations.database import (
     engine_for,
     masked,
     new_engine,
+    target_key,
 )
 from admin.migrations.lock import LockHeld, describe_owner, migration_lock
 from admin.migrations.online import Command, EngineEvent, EventKind, PlanChanged, run
@@ -73,4 +74,5 @@ __all__ = [
     "render",
     "render_range",
     "run",
+    "target_key",
 ]

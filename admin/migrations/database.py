@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def target_key(url: str) -> str:
+    """Who the target is, whatever user or password reaches it: one active job per key."""
+    parsed = make_url(url)
+    path = sqlite_path(url)
+    if path is not None:
+        where = f"sqlite:{path.resolve()}"
+    else:
+        where = f"{parsed.get_backend_name()}:{parsed.host}:{parsed.port or 5432}/{parsed.database}"
+    return hashlib.sha256(where.encode()).hexdigest()
 
 
 def engine_for(url: str) -> Engine:

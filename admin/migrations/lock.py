@@ -10,6 +10,7 @@ which job, replica or plain ``alembic`` run it is).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -69,29 +70,36 @@ def _postgresql_lock(url: str, wait: float, owner: str) -> Iterator[None]:
         connect_args={"application_name": owner},
     )
     try:
-        with engine.connect() as connection:
-            deadline = time.monotonic() + wait
-            while not connection.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
-            ).scalar():
-                if time.monotonic() >= deadline:
-                    database = make_url(url).database
-                    raise LockHeld(
-                        f"another migration is running on {database}: the lock is held by "
-                        f"{_holder(connection)}; waited {wait:g}s"
-                    )
-                time.sleep(_POLL)
-            try:
-                yield
-            finally:
+        try:
+            connection = engine.connect()
+            _acquire(connection, url, wait)
+        except SQLAlchemyError as exc:
+            raise Unavailable(
+                f"could not take the migration lock on {make_url(url).render_as_string()}: "
+                f"{describe(exc)}"
+            ) from exc
+        try:
+            yield
+        finally:
+            # Errors of the block propagate as they are; only the unlock is ours.
+            with contextlib.suppress(SQLAlchemyError):
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-    except SQLAlchemyError as exc:
-        raise Unavailable(
-            f"could not take the migration lock on {make_url(url).render_as_string()}: "
-            f"{describe(exc)}"
-        ) from exc
+            connection.close()
     finally:
         engine.dispose()
+
+
+def _acquire(connection: Connection, url: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
+        if time.monotonic() >= deadline:
+            holder = _holder(connection)
+            connection.close()
+            raise LockHeld(
+                f"another migration is running on {make_url(url).database}: the lock is held "
+                f"by {holder}; waited {wait:g}s"
+            )
+        time.sleep(_POLL)
 
 
 @contextmanager

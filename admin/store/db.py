@@ -22,6 +22,15 @@ def ensure_sqlite_parent(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+
 def _sqlite_serialized_writes(engine: Engine) -> None:
     """WAL, a busy timeout, and BEGIN IMMEDIATE for every transaction.
 
@@ -46,13 +55,20 @@ def _sqlite_serialized_writes(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_store_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for the store; on SQLite with serialized writers."""
+def make_store_engine(url: str, *, reads_only: bool = False, **kwargs: Any) -> Engine:
+    """An engine for the store; on SQLite with serialized writers.
+
+    ``reads_only`` gives SQLite plain deferred transactions, for readers that must not
+    queue behind writers (live logs, page reads); on PostgreSQL it changes nothing.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_parent(url)
         engine = create_engine(url, poolclass=NullPool, **kwargs)
-        _sqlite_serialized_writes(engine)
+        if reads_only:
+            _sqlite_pragmas(engine)
+        else:
+            _sqlite_serialized_writes(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)

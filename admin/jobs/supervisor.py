@@ -1,0 +1,333 @@
+"""The supervisor: spawns a job's worker, stores its lines, and records the outcome.
+
+Used by the web runner (one thread per job) and by the CLI and the entrypoint (in the
+foreground, echoing the log to the terminal): a job is the same record, log and audit
+trail whoever started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue as queue_module
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import text
+
+from admin import audit, migrations
+from admin.config import Settings
+from admin.errors import AdminError
+from admin.jobs import queue
+from admin.jobs.protocol import Message, decode
+from admin.runtime import Runtime
+from admin.store.models import Job, JobKind, JobStatus
+
+MAX_BATCH = 500
+MAX_LINE = 64 * 1024
+_SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A stored line as subscribers see it."""
+
+    seq: int
+    level: str
+    stream: str
+    text: str
+
+
+Publisher = Callable[[int, Sequence[Published], str | None], None]
+
+
+def worker_command(job_id: int) -> list[str]:
+    return [sys.executable, "-m", "admin.jobs.worker", str(job_id)]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The parent's environment with its settings exactly as this process has them."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
+    env.update(settings.to_env())
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _pump(stream: IO[str], name: str, sink: queue_module.Queue[tuple[str, str | None]]) -> None:
+    for line in stream:
+        sink.put((name, line[:MAX_LINE]))
+    sink.put((name, None))
+
+
+class Supervisor:
+    """Runs one job to its end."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        job_id: int,
+        *,
+        publish: Publisher | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.rt = runtime
+        self.job_id = job_id
+        self.publish = publish
+        self.echo = echo
+        self.cancel_reason: str | None = None
+        self._cancel = threading.Event()
+        self._cancelled_at: float | None = None
+        self._backend_pid: int | None = None
+        self._result: dict[str, Any] | None = None
+        self._seq = 0
+        self._steps_done = 0
+        self._proc: subprocess.Popen[str] | None = None
+
+    # Control from other threads.
+
+    def cancel_soon(self, reason: str = "cancelled on request") -> None:
+        self.cancel_reason = self.cancel_reason or reason
+        self._cancel.set()
+
+    # The run.
+
+    def run(self) -> Job:
+        with self.rt.reads() as session:
+            self._seq = queue.last_seq(session, self.job_id)
+            job = queue.get(session, self.job_id)
+        self._store([queue.NewLine(self._describe(job), "info", "runner")])
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                worker_command(self.job_id),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=worker_env(self.rt.settings),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return self._finish(JobStatus.FAILED, f"the worker could not start: {exc}", None)
+        self._proc = proc
+        queue.mark_started(self.rt, self.job_id, proc.pid)
+        self._store([queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
+        self._follow(proc)
+        status, error = self._outcome(proc.returncode)
+        elapsed = time.monotonic() - started
+        return self._finish(status, error, proc.returncode, elapsed)
+
+    def _describe(self, job: Job) -> str:
+        target = f" to {job.target_revision}" if job.target_revision else ""
+        return (
+            f"job {job.id}: {job.kind}{target} on {job.target_display}, requested by "
+            f"{job.requested_by} via {job.source}"
+        )
+
+    def _follow(self, proc: subprocess.Popen[str]) -> None:
+        sink: queue_module.Queue[tuple[str, str | None]] = queue_module.Queue()
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [
+            threading.Thread(target=_pump, args=(proc.stdout, "stdout", sink), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, "stderr", sink), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        open_streams = 2
+        interval = min(self.rt.settings.job_heartbeat, 0.5)
+        last_beat = time.monotonic()
+        while open_streams:
+            batch: list[tuple[str, str | None]] = []
+            try:
+                batch.append(sink.get(timeout=interval))
+                while len(batch) < MAX_BATCH:
+                    batch.append(sink.get_nowait())
+            except queue_module.Empty:
+                pass
+            open_streams -= sum(1 for _, line in batch if line is None)
+            self._take(batch)
+            now = time.monotonic()
+            if now - last_beat >= self.rt.settings.job_heartbeat:
+                last_beat = now
+                if queue.heartbeat(self.rt, self.job_id):
+                    self.cancel_soon("cancelled on request")
+            self._enforce_cancel(proc)
+        for reader in readers:
+            reader.join()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+    def _take(self, batch: list[tuple[str, str | None]]) -> None:
+        lines: list[queue.NewLine] = []
+        changes: dict[str, Any] = {}
+        for stream, raw in batch:
+            if raw is None:
+                continue
+            if stream == "stderr":
+                lines.append(queue.NewLine(raw.rstrip("\n"), "error", "stderr"))
+                continue
+            message = decode(raw)
+            self._absorb(message, changes)
+            if message.kind != "result":
+                lines.append(queue.NewLine(message.text, message.level, "stdout"))
+        if lines or changes:
+            self._store(lines, **changes)
+
+    def _absorb(self, message: Message, changes: dict[str, Any]) -> None:
+        data = message.data
+        if message.kind == "backend":
+            self._backend_pid = int(data["pid"]) if data.get("pid") else None
+        elif message.kind == "step" and data.get("event") == "finished":
+            self._steps_done = int(data.get("step") or self._steps_done + 1)
+            changes["steps_done"] = self._steps_done
+        elif message.kind == "backup" and data.get("backup_id"):
+            changes["backup_id"] = int(data["backup_id"])
+        elif message.kind == "result":
+            self._result = {"status": message.text, **data}
+
+    def _store(self, lines: Sequence[queue.NewLine], **changes: Any) -> None:
+        first = self._seq + 1
+        queue.append(self.rt, self.job_id, first, lines, **changes)
+        self._seq += len(lines)
+        if self.echo is not None:
+            for line in lines:
+                self.echo(line.text)
+        if self.publish is not None and lines:
+            self.publish(
+                self.job_id,
+                [
+                    Published(first + i, line.level, line.stream, line.text)
+                    for i, line in enumerate(lines)
+                ],
+                None,
+            )
+
+    # Cancelling.
+
+    def _enforce_cancel(self, proc: subprocess.Popen[str]) -> None:
+        if not self._cancel.is_set() or proc.poll() is not None:
+            return
+        now = time.monotonic()
+        if self._cancelled_at is None:
+            self._cancelled_at = now
+            self._store([queue.NewLine(f"cancelling: {self.cancel_reason}", "warning", "runner")])
+            self._cancel_backend()
+            self._signal(proc, signal.SIGTERM)
+        elif now - self._cancelled_at >= self.rt.settings.job_cancel_grace:
+            self._store(
+                [queue.NewLine("the worker did not stop in time: killing it", "warning", "runner")]
+            )
+            self._signal(proc, signal.SIGKILL)
+
+    def _cancel_backend(self) -> None:
+        """Cancel the worker's running statement first, so it can unwind cleanly."""
+        url = self.rt.settings.database_url
+        if not self._backend_pid or not migrations.database.is_postgresql(url):
+            return
+        engine = migrations.new_engine(url)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_cancel_backend(:p)"), {"p": self._backend_pid})
+        except Exception as exc:  # the SIGTERM that follows still stops the worker
+            self._store([queue.NewLine(f"could not cancel the query: {exc}", "warning", "runner")])
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[str], signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+
+    # The outcome.
+
+    def _outcome(self, returncode: int) -> tuple[JobStatus, str | None]:
+        result = self._result or {}
+        status = result.get("status")
+        error = result.get("error")
+        if status == "succeeded":
+            return JobStatus.SUCCEEDED, None
+        if self._cancel.is_set() or status == "cancelled":
+            return JobStatus.CANCELLED, self.cancel_reason or "cancelled on request"
+        if status == "failed":
+            return JobStatus.FAILED, str(error or "failed")
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            return JobStatus.INTERRUPTED, f"interrupted: the worker was killed by {name}"
+        return JobStatus.FAILED, f"the worker exited with code {returncode} and no result"
+
+    def _revision_now(self, job: Job) -> str | None:
+        if JobKind(job.kind) is JobKind.BACKUP:
+            return (self._result or {}).get("revision_after")
+        try:
+            project = migrations.open_project(self.rt.settings.alembic_config)
+            _, heads = migrations.read_current(project, self.rt.settings.database_url)
+            return queue.heads_text(heads)
+        except AdminError:
+            return (self._result or {}).get("revision_after")
+
+    def _finish(
+        self,
+        status: JobStatus,
+        error: str | None,
+        returncode: int | None,
+        elapsed: float = 0.0,
+    ) -> Job:
+        with self.rt.reads() as session:
+            job = queue.get(session, self.job_id)
+        revision = self._revision_now(job)
+        summary = f"job {status.value} in {elapsed:.1f}s"
+        if revision is not None:
+            summary += f"; the database is at {revision}"
+        if error:
+            summary += f": {error}"
+        level = "info" if status is JobStatus.SUCCEEDED else "error"
+        self._store([queue.NewLine(summary, level, "runner")])
+        result = self._result or {}
+        finished = queue.finish(
+            self.rt,
+            self.job_id,
+            status,
+            revision_after=revision,
+            error=error,
+            exit_code=returncode,
+            sql_fingerprint=result.get("sql_fingerprint"),
+            backup_id=result.get("backup_id"),
+        )
+        if self.publish is not None:
+            self.publish(self.job_id, [], status.value)
+        return finished
+
+
+def run_in_foreground(
+    runtime: Runtime,
+    request: queue.JobRequest,
+    actor: audit.Actor,
+    *,
+    echo: Callable[[str], None] = print,
+) -> Job:
+    """Submit a job and supervise it here (CLI, entrypoint): Ctrl-C or SIGTERM cancels it."""
+    job = queue.submit(runtime, request, actor)
+    supervisor = Supervisor(runtime, job.id, echo=echo)
+
+    def interrupt(signum: int, frame: object) -> None:
+        supervisor.cancel_soon(f"interrupted by {signal.Signals(signum).name}")
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {
+            signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+    try:
+        return supervisor.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
