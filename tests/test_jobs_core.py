@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, select
 
 from admin import audit, migrations
 from admin.config import Settings
@@ -55,7 +54,8 @@ SLEEPY = [
         "bbb222",
         "aaa111",
         "slow step",
-        "op.create_table('b', sa.Column('id', sa.Integer, primary_key=True))\nop.execute('SELECT pg_sleep(60)')",
+        "op.create_table('b', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "op.execute('SELECT pg_sleep(60)')",
         "op.drop_table('b')",
     ),
     LINEAR[2],
@@ -66,7 +66,8 @@ FAILING = [
         "ccc333",
         "bbb222",
         "broken",
-        "op.create_table('c', sa.Column('id', sa.Integer, primary_key=True))\nop.execute('SELECT * FROM no_such_table')",
+        "op.create_table('c', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "op.execute('SELECT * FROM no_such_table')",
         "op.drop_table('c')",
     ),
 ]
@@ -140,7 +141,7 @@ def _wait_for_line(rt: Runtime, job_id: int, needle: str, timeout: float = 30) -
         if any(needle in line.text for line in _lines(rt, job_id)):
             return
         time.sleep(0.05)
-    raise AssertionError(f"no line with {needle!r}: {[l.text for l in _lines(rt, job_id)]}")
+    raise AssertionError(f"no line with {needle!r}: {[x.text for x in _lines(rt, job_id)]}")
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
