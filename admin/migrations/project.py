@@ -246,6 +246,11 @@ def _translate(exc: CommandError) -> MigrationError:
             text.replace("Destination", "The target").rstrip(".")
             + ": pick a revision on the path from where the database stands"
         )
+    if "Ambiguous walk" in text:
+        return MigrationError(
+            "a relative step is ambiguous here (a merge or several heads): name the revision "
+            "to go to, or a branch-relative step such as branch@-1"
+        )
     if "Relative revision" in text or "relative" in text.lower():
         return MigrationError(f"{text.rstrip('.')}: there are not that many steps to go")
     return MigrationError(text)
