@@ -232,3 +232,46 @@ def client(settings: Settings) -> Iterator[Any]:
 
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+# Web: users of each role, and a real server in a subprocess (helpers in tests/helpers.py).
+
+
+@pytest.fixture
+def role_users(client: Any) -> dict[str, str]:
+    """One user per role in ``client``'s store (``viewer-user``, ..., ``admin-user``), password
+    ``helpers.PASSWORD``, no forced change: ``login(client, role_users["viewer"])``."""
+    from helpers import create_user
+
+    from admin.store.models import Role
+
+    runtime = client.app.state.runtime
+    return {role.value: create_user(runtime, f"{role.value}-user", role).username for role in Role}
+
+
+@pytest.fixture
+def make_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start a fresh ``LiveServer`` (real uvicorn) for one test; stopped at its end."""
+    from helpers import LiveServer
+
+    started: list[LiveServer] = []
+
+    def make(**env: str) -> LiveServer:
+        server = LiveServer(tmp_path_factory.mktemp("live"), env_overrides=env).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real uvicorn for the session (SSE, browser tests). Its first admin is left
+    untouched: tests add their own users with ``live_server.add_user(name, role)``."""
+    from helpers import LiveServer
+
+    server = LiveServer(tmp_path_factory.mktemp("live-session")).start()
+    yield server
+    server.stop()

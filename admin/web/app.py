@@ -7,15 +7,25 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from admin import __version__, audit
 from admin.auth import users
 from admin.config import Settings
 from admin.runtime import Runtime
 from admin.store.models import Source
+from admin.web import assets, errors
+from admin.web.render import make_templates
+from admin.web.routes import account, api, auth, dashboard, tokens
+from admin.web.routes import users as users_routes
+from admin.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware, guard_request
 
 log = logging.getLogger(__name__)
+
+# Forms here are small; anything near this is a mistake or an attack (413).
+MAX_REQUEST_BYTES = 1024 * 1024
+# Each module owns one noun; a new room adds its module here.
+ROUTERS = (auth, account, dashboard, users_routes, tokens, api)
 
 
 def _announce_first_admin(runtime: Runtime) -> None:
@@ -48,11 +58,27 @@ def create_app(settings: Settings) -> FastAPI:
         title="APEX Schema Admin",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # Swagger UI would load from a CDN and run inline script; the schema is enough.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
+        # Every unsafe request: same origin, and the session's CSRF token (security.py).
+        dependencies=[Depends(guard_request)],
     )
     app.state.settings = settings
+    app.state.templates = make_templates()
+    errors.install(app)
+    # Added last = outermost: the headers go on every answer, the apology's too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_REQUEST_BYTES)
+    app.add_middleware(errors.CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.mount(
+        assets.static_mount_path(),
+        assets.VersionedStaticFiles(directory=assets.static_dir()),
+        name="static",
+    )
+    for module in ROUTERS:
+        app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

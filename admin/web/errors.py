@@ -1,0 +1,231 @@
+"""One way errors reach people: an HTML page, an htmx fragment, or JSON under /api.
+
+Handlers for ``AdminError`` (status, title, message), FastAPI's validation errors and
+Starlette's HTTP errors (404, 405, 413), plus a catch-all that logs an unexpected
+exception and answers with a plain apology. Nobody ever sees a traceback.
+A 401 on a page sends the browser to sign in; every 403 is audited as AccessDenied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from admin import audit
+from admin.errors import AdminError
+from admin.store.models import Source
+from admin.web import principal as principals
+from admin.web.render import render
+
+log = logging.getLogger(__name__)
+
+ERROR_TEMPLATE = "error.html"
+ERROR_BLOCK = "error_fragment"
+# Where an htmx error fragment goes (layout.html's message area).
+MESSAGES_TARGET = "#messages"
+APOLOGY = (
+    "Something went wrong on the panel's side. The error has been logged; "
+    "try again, and if it keeps happening tell an admin when it happened."
+)
+
+
+class Redirect(Exception):
+    """Raised by a dependency to send the browser elsewhere (e.g. to change a password)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def _redirect(request: Request, url: str) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return Response(status_code=303, headers={"Location": url})
+
+
+def _principal(request: Request) -> principals.Principal | None:
+    """The caller, for the page around the error; an error here must not hide the first."""
+    try:
+        return principals.resolve(request)
+    except Exception:  # noqa: BLE001 - the store may be what failed
+        return None
+
+
+def _audit_denied(request: Request, reason: str) -> None:
+    principal = principals.cached(request)
+    api = principals.is_api(request)
+    if principal is not None:
+        actor = audit.Actor(
+            principal.user.username,
+            principal.user.role,
+            principal.via,
+            principals.client_addr(request),
+        )
+    else:
+        actor = audit.Actor(
+            "anonymous", None, Source.API if api else Source.WEB, principals.client_addr(request)
+        )
+    event = audit.AccessDenied(
+        method=request.method, path=request.url.path[:400], status=403, reason=reason[:500]
+    )
+    try:
+        with principals.runtime_of(request).transaction() as session:
+            audit.record(session, event, actor)
+    except Exception:
+        log.exception("could not audit a denied request to %s", request.url.path)
+
+
+def _sign_in_url(request: Request) -> str:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    if request.method != "GET" or target == "/":
+        return "/login"
+    return "/login?next=" + quote(target, safe="/")
+
+
+def error_response(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The answer for an error, shaped for the caller: JSON, an htmx fragment, or a page."""
+    if status == 403:
+        _audit_denied(request, message)
+    if principals.is_api(request):
+        extra = dict(headers or {})
+        if status == 401:
+            extra.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        return JSONResponse(
+            {"status": status, "title": title, "detail": message},
+            status_code=status,
+            headers=extra,
+        )
+    if status == 401:
+        response = _redirect(request, _sign_in_url(request))
+        stale = principals.cookie_name(request, principals.SESSION_COOKIE)
+        if stale in request.cookies:
+            response.delete_cookie(stale, path="/", secure=principals.is_https(request))
+        return response
+    if principals.cached(request) is None:
+        _principal(request)
+    context: dict[str, Any] = {"status": status, "title": title, "message": message}
+    response = render(
+        request,
+        ERROR_TEMPLATE,
+        context,
+        block=ERROR_BLOCK,
+        status=status,
+        headers=dict(headers or {}),
+    )
+    if principals.wants_fragment(request):
+        response.headers["HX-Retarget"] = MESSAGES_TARGET
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _admin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AdminError)
+    return error_response(request, exc.status, exc.title, exc.message)
+
+
+def _redirect_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Redirect)
+    return _redirect(request, exc.url)
+
+
+def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors()[:10]:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        where = ".".join(loc) or "request"
+        problems.append(f"{where}: {error.get('msg', 'is not valid')}")
+    message = "Please correct: " + "; ".join(problems) if problems else "The request is not valid."
+    return error_response(request, 400, "Invalid input", message)
+
+
+_HTTP_TEXT = {
+    404: (
+        "Not found",
+        "There is nothing at this address. Check the link, or go back to the dashboard.",
+    ),
+    413: (
+        "Too large",
+        "The request is too large. Send less data (a form field may be far too long).",
+    ),
+}
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    if status == 405:
+        message = f"This address does not accept {request.method} requests."
+    elif status in _HTTP_TEXT:
+        title, message = _HTTP_TEXT[status]
+    else:
+        message = exc.detail if isinstance(exc.detail, str) else title
+    return error_response(request, status, title, message, headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AdminError, _admin_error)
+    app.add_exception_handler(Redirect, _redirect_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+class CatchAllMiddleware:
+    """Logs an unexpected exception and answers 500 with an apology and no details."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                return
+            response = self._apology(Request(scope, receive))
+            await response(scope, receive, send)
+
+    @staticmethod
+    def _apology(request: Request) -> Response:
+        if principals.is_api(request):
+            return JSONResponse(
+                {"status": 500, "title": "Internal error", "detail": APOLOGY}, status_code=500
+            )
+        try:
+            context = {"status": 500, "title": "Internal error", "message": APOLOGY}
+            return render(request, ERROR_TEMPLATE, context, status=500)
+        except Exception:
+            log.exception("the error page itself failed")
+            return PlainTextResponse(APOLOGY, status_code=500)

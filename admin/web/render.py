@@ -1,0 +1,253 @@
+"""Rendering pages and fragments, redirects after POST, and flash messages.
+
+Every route answers through ``render`` or ``redirect``: they add what every template
+needs (the user, the CSRF token, settings, static URLs, flash messages, the navigation)
+and the right headers for htmx.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2_fragments.fastapi import Jinja2Blocks
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin import __version__
+from admin.config import Environment, Settings
+from admin.store.models import Role
+from admin.web import assets
+from admin.web import principal as principals
+
+_FLASH_MAX_BYTES = 2048
+LEVELS = ("success", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    href: str
+    min_role: Role = Role.VIEWER
+
+
+# The panel's rooms. Links to rooms that do not exist yet answer 404 until they are built.
+NAV: tuple[NavItem, ...] = (
+    NavItem("Dashboard", "/"),
+    NavItem("History", "/revisions"),
+    NavItem("Preview", "/preview", Role.REVIEWER),
+    NavItem("Jobs", "/jobs"),
+    NavItem("Backups", "/backups"),
+    NavItem("Audit", "/audit"),
+    NavItem("Users", "/users", Role.ADMIN),
+    NavItem("Tokens", "/tokens", Role.ADMIN),
+)
+
+ENVIRONMENT_BADGE = {
+    Environment.PRODUCTION: "env-production",
+    Environment.STAGING: "env-staging",
+    Environment.DEVELOPMENT: "env-development",
+}
+
+# htmx settings that keep it within the Content-Security-Policy (no eval, no inline
+# styles or scripts), keep pages out of localStorage, and let error fragments swap in.
+HTMX_CONFIG: dict[str, Any] = {
+    "allowEval": False,
+    "allowScriptTags": False,
+    "includeIndicatorStyles": False,
+    "selfRequestsOnly": True,
+    "historyCacheSize": 0,
+    "refreshOnHistoryMiss": True,
+    "responseHandling": [
+        {"code": "204", "swap": False},
+        {"code": "[23]..", "swap": True},
+        # Error fragments are retargeted to the page's message area by the error handler.
+        {"code": "[45]..", "swap": True, "error": True},
+        {"code": "...", "swap": False},
+    ],
+}
+
+
+def make_templates() -> Jinja2Blocks:
+    templates = Jinja2Blocks(directory=str(assets.templates_dir()))
+    env = templates.env
+    env.globals["static_url"] = assets.static_url
+    env.globals["product_name"] = "APEX Schema Admin"
+    env.globals["version"] = __version__
+    env.globals["htmx_config"] = HTMX_CONFIG
+    env.globals["Role"] = Role
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+    return templates
+
+
+def _templates(request: Request) -> Jinja2Blocks:
+    templates: Jinja2Blocks = request.app.state.templates
+    return templates
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# Flash messages travel in a short signed cookie from the POST to the page after the redirect.
+
+
+def _sign(key: bytes, payload: bytes) -> str:
+    return hmac.new(key, b"flash\0" + payload, hashlib.sha256).hexdigest()[:32]
+
+
+def _encode_flash(key: bytes, messages: list[tuple[str, str]]) -> str:
+    payload = base64.urlsafe_b64encode(json.dumps(messages).encode()).decode()
+    return f"{payload}.{_sign(key, payload.encode())}"
+
+
+def _decode_flash(key: bytes, value: str | None) -> list[tuple[str, str]]:
+    if not value or len(value) > _FLASH_MAX_BYTES * 2:
+        return []
+    payload, _, signature = value.rpartition(".")
+    if not hmac.compare_digest(signature, _sign(key, payload.encode())):
+        return []
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload.encode()))
+    except (ValueError, TypeError):
+        return []
+    return [
+        (str(level), str(text))
+        for level, text in data
+        if isinstance(level, str) and level in LEVELS
+    ]
+
+
+def flash(request: Request, text: str, level: str = "success") -> None:
+    """Queue a message for the next page this browser sees (set by ``redirect``/``render``)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown flash level {level!r}")
+    pending: list[tuple[str, str]] = getattr(request.state, "flash_out", [])
+    pending.append((level, text))
+    request.state.flash_out = pending
+
+
+def _apply_flash(request: Request, response: Response, *, consumed: bool) -> None:
+    name = principals.cookie_name(request, principals.FLASH_COOKIE)
+    pending: list[tuple[str, str]] = getattr(request.state, "flash_out", [])
+    if pending:
+        value = _encode_flash(_settings(request).secret, pending)
+        if len(value) <= _FLASH_MAX_BYTES:
+            response.set_cookie(
+                name,
+                value,
+                max_age=300,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=principals.is_https(request),
+            )
+            return
+    if consumed:
+        response.delete_cookie(
+            name, path="/", httponly=True, samesite="lax", secure=principals.is_https(request)
+        )
+
+
+def _incoming_flash(request: Request) -> list[tuple[str, str]]:
+    name = principals.cookie_name(request, principals.FLASH_COOKIE)
+    return _decode_flash(_settings(request).secret, request.cookies.get(name))
+
+
+def nav_for(role: Role | None) -> list[NavItem]:
+    if role is None:
+        return []
+    return [item for item in NAV if role.at_least(item.min_role)]
+
+
+def base_context(request: Request) -> dict[str, Any]:
+    """What every template may use (only already-resolved state; never touches the store)."""
+    settings = _settings(request)
+    principal = principals.cached(request)
+    user = principal.user if principal else None
+    role = user.role_enum if user else None
+    return {
+        "request": request,
+        "user": user,
+        "role": role,
+        "csrf_token": principal.csrf_token if principal else None,
+        "settings": settings,
+        "environment": settings.environment.value,
+        "environment_class": ENVIRONMENT_BADGE[settings.environment],
+        "target_url": settings.target_url_masked,
+        "nav": nav_for(role),
+        "current_path": request.url.path,
+        "hx_headers": (
+            {"X-CSRF-Token": principal.csrf_token} if principal and principal.csrf_token else None
+        ),
+    }
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    block: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render a page, or only ``block`` of it when htmx asks for a fragment.
+
+    With ``block`` the response varies with the ``HX-Request`` header and says so.
+    """
+    values = base_context(request)
+    fragment = block if block and principals.wants_fragment(request) else None
+    pending: list[tuple[str, str]] = getattr(request.state, "flash_out", [])
+    request.state.flash_out = []
+    # A fragment shows only its own messages; queued ones wait for the next full page.
+    incoming = [] if fragment else _incoming_flash(request)
+    values["flashes"] = incoming + pending
+    values.update(context or {})
+    templates = _templates(request)
+    if fragment:
+        response = templates.TemplateResponse(
+            request, template, values, status_code=status, headers=headers, block_name=fragment
+        )
+    else:
+        response = templates.TemplateResponse(
+            request, template, values, status_code=status, headers=headers
+        )
+    if block:
+        response.headers.append("Vary", "HX-Request")
+    if incoming:
+        _apply_flash(request, response, consumed=True)
+    return response
+
+
+def redirect(
+    request: Request,
+    url: str,
+    *,
+    message: str | None = None,
+    level: str = "success",
+) -> Response:
+    """After a POST: 303 to ``url`` (``HX-Redirect`` for htmx), with an optional flash."""
+    if message:
+        flash(request, message, level)
+    if request.headers.get("hx-request") == "true":
+        response = Response(status_code=200, headers={"HX-Redirect": url})
+    else:
+        response = Response(status_code=303, headers={"Location": url})
+    _apply_flash(request, response, consumed=False)
+    return response
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A local path to go to after sign-in; anything else (another site) becomes ``default``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(ch) < 32 for ch in value):
+        return default
+    return value
