@@ -12,7 +12,11 @@ from collections.abc import Callable, Sequence
 
 from admin import __version__
 from admin.cli import audit as audit_cli
+from admin.cli import history as history_cli
+from admin.cli import revision as revision_cli
 from admin.cli import serve as serve_cli
+from admin.cli import sql as sql_cli
+from admin.cli import status as status_cli
 from admin.cli import store as store_cli
 from admin.cli import users as users_cli
 from admin.cli.base import Commands, Handler
@@ -24,6 +28,10 @@ REGISTRARS: list[Callable[[Commands], None]] = [
     store_cli.register,
     users_cli.register,
     audit_cli.register,
+    status_cli.register,
+    history_cli.register,
+    sql_cli.register,
+    revision_cli.register,
 ]
 
 

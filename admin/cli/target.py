@@ -1,0 +1,73 @@
+"""What the migration commands share: the managed project, revision arguments, output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from admin import migrations
+from admin.config import Settings
+from admin.migrations import Graph, MigrationError
+from admin.migrations.database import is_postgresql
+
+
+def project(settings: Settings) -> migrations.Project:
+    """The managed Alembic project (ALEMBIC_CONFIG)."""
+    return migrations.open_project(settings.alembic_config)
+
+
+def dialect(url: str) -> str:
+    return "postgresql" if is_postgresql(url) else "sqlite"
+
+
+def resolve_revisions(graph: Graph, value: str) -> tuple[str, ...]:
+    """``base``, ``head``/``heads``, or comma-separated ids (unique prefixes allowed)."""
+    value = value.strip()
+    if value in ("", "base"):
+        return ()
+    if value == "heads":
+        return graph.heads
+    if value == "head":
+        if len(graph.heads) != 1:
+            raise MigrationError(
+                f"the scripts have {len(graph.heads)} heads ({', '.join(graph.heads)}): "
+                "name one revision, or 'heads'"
+            )
+        return graph.heads
+    return tuple(graph.get(part.strip()).id for part in value.split(","))
+
+
+def shown(revisions: tuple[str, ...], graph: Graph | None = None) -> str:
+    """Revision ids as a person reads them, with the message when there is one."""
+    if not revisions:
+        return "base (no revision applied)"
+    parts = []
+    for rev in revisions:
+        known = graph.by_id.get(rev) if graph is not None else None
+        parts.append(f"{rev} ({known.message})" if known and known.message else rev)
+    return ", ".join(parts)
+
+
+def relative(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def write(text: str) -> None:
+    """Write to stdout; a reader that went away (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def note(text: str) -> None:
+    """A remark for the person at the terminal, kept out of stdout (which may be piped)."""
+    print(f"schema-admin: {text}", file=sys.stderr)
