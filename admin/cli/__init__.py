@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 
 from admin import __version__
 from admin.cli import audit as audit_cli
+from admin.cli import database as database_cli
 from admin.cli import history as history_cli
+from admin.cli import migrate as migrate_cli
 from admin.cli import revision as revision_cli
 from admin.cli import serve as serve_cli
 from admin.cli import sql as sql_cli
@@ -29,9 +31,11 @@ REGISTRARS: list[Callable[[Commands], None]] = [
     users_cli.register,
     audit_cli.register,
     status_cli.register,
+    migrate_cli.register,
     history_cli.register,
     sql_cli.register,
     revision_cli.register,
+    database_cli.register,
 ]
 
 
