@@ -7,6 +7,14 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint bench
+.PHONY: migrate migrate-create migrate-status migrate-down migrate-reset init-db prod-migrate
+.PHONY: docker-migrate docker-init-db
+
+# The seed's migration targets: thin calls into schema-admin (settings from the environment
+# or .env: DATABASE_URL, ALEMBIC_CONFIG, ...). Changes run as audited jobs.
+SA := $(BIN)/schema-admin
+COMPOSE ?= docker-compose
+COMPOSE_FILE ?= docker-compose.staging.yml
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort -u | \
@@ -28,3 +36,60 @@ lint: $(STAMP) ## ruff and mypy
 
 test: $(STAMP) lint ## lint, then the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks side by side with the alembic CLI; writes bench/RESULTS.md
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+migrate: $(STAMP) ## apply all pending migrations (an audited job, log streamed here)
+	$(SA) migrate
+
+migrate-create: $(STAMP) ## autogenerate a migration from app/models: MESSAGE="Add user preferences table"
+	@test -n "$$MESSAGE" || { echo 'usage: make migrate-create MESSAGE="Add user preferences table"' >&2; exit 2; }
+	@$(SA) create-migration "$$MESSAGE"
+
+migrate-status: $(STAMP) ## current revision against the head, and the pending list
+	@$(SA) status || test $$? -eq 3
+
+migrate-down: $(STAMP) ## roll back the last migration (downgrade -1)
+	$(SA) downgrade -1
+
+migrate-reset: $(STAMP) ## DANGEROUS: downgrade to base, dropping every table (asks to confirm)
+	@if [ "$${CONFIRM:-}" != yes ]; then \
+	  echo "migrate-reset reverts every migration of the target database: its tables and data are dropped."; \
+	  read -r -p "Type yes to continue: " answer || answer=; \
+	  [ "$$answer" = yes ] || { echo "migrate-reset: not confirmed, nothing done" >&2; exit 1; }; \
+	fi
+	$(SA) reset --yes
+
+init-db: $(STAMP) ## create the database if it does not exist, then migrate it to head
+	$(SA) init-db
+
+prod-migrate: $(STAMP) ## plan check: pending steps and their SQL; applies them only with CONFIRM=yes
+	@$(SA) status; rc=$$?; \
+	if [ $$rc -eq 0 ]; then exit 0; fi; \
+	if [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	echo; echo "-- The SQL of the pending steps (offline render):"; \
+	$(SA) sql upgrade head || echo "prod-migrate: some SQL could not be shown offline (see above)" >&2; \
+	if [ "$${CONFIRM:-}" = yes ]; then \
+	  $(SA) migrate; \
+	else \
+	  echo; echo "Nothing was applied. Review the steps and SQL above, take a backup, then run:"; \
+	  echo "  make prod-migrate CONFIRM=yes"; \
+	fi
+
+# Inside the staging stack's backend container. Without a Docker engine (a laptop with no
+# daemon, CI) the command is printed for the Docker host instead, and nothing runs.
+define docker_exec
+	@echo "$(COMPOSE) -f $(COMPOSE_FILE) exec backend python scripts/$(1)"
+	@if docker info >/dev/null 2>&1; then \
+	  $(COMPOSE) -f $(COMPOSE_FILE) exec backend python scripts/$(1); \
+	else \
+	  echo "note: no Docker engine is reachable here, so nothing ran: run the command above on the Docker host" >&2; \
+	fi
+endef
+
+docker-migrate: ## apply the migrations inside the staging backend container
+	$(call docker_exec,run_migrations.py)
+
+docker-init-db: ## create and migrate the database from the staging backend container
+	$(call docker_exec,init_db.py)
