@@ -202,3 +202,16 @@ def test_expired_api_token_is_refused(runtime: Runtime) -> None:
     with runtime.transaction() as session:
         later = utcnow() + timedelta(days=2)
         assert tokens.authenticate(session, runtime.settings, created.secret, now=later) is None
+
+
+def test_services_do_not_import_the_web_framework() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import admin.auth.login, admin.auth.sessions, admin.auth.tokens, "
+        "admin.auth.throttle, admin.auth.csrf, admin.auth.users; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -33,24 +33,26 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def store_session(runtime: RuntimeDep) -> Iterator[Session]:
+def get_principal(request: Request) -> principals.Principal | None:
+    return principals.resolve(request)
+
+
+OptionalPrincipal = Annotated[principals.Principal | None, Depends(get_principal)]
+
+
+def store_session(runtime: RuntimeDep, _caller: OptionalPrincipal) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back if it raises.
 
     It ends before the response is sent (scope="function"), so a redirect never arrives
     before its change is committed, and a streaming response does not hold it open.
+    The caller is resolved first, in its own short transaction: on SQLite a second
+    transaction opened while this one writes would wait for it.
     """
     with runtime.transaction() as session:
         yield session
 
 
 StoreSession = Annotated[Session, Depends(store_session, scope="function")]
-
-
-def get_principal(request: Request) -> principals.Principal | None:
-    return principals.resolve(request)
-
-
-OptionalPrincipal = Annotated[principals.Principal | None, Depends(get_principal)]
 
 
 def signed_in(principal: OptionalPrincipal) -> principals.Principal:
