@@ -475,3 +475,202 @@ def test_create_migration_without_autogenerate_needs_no_database(
     versions = models_project.parent / "migrations" / "versions"
     assert len(list(versions.glob("*_backfill_by_hand.py"))) == 1
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+# --- changes: migrate / downgrade / stamp / init-db / reset, as jobs ------------------------
+
+
+def store_rows(tmp_path: Path, sql: str, store_url: str | None = None) -> list[tuple[object, ...]]:
+    engine = create_engine(store_url or f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def test_migrate_downgrade_and_stamp_run_as_audited_cli_jobs(
+    tmp_path: Path, project_ini: Path, project: migrations.Project, target_url: str
+) -> None:
+    migrations.create_database(target_url)
+
+    up = schema_admin(tmp_path, project_ini, target_url, "migrate")
+    assert up.returncode == 0, up.stderr
+    assert "upgrade from base (no revision applied) to head: 6 revisions" in up.stdout
+    assert "[6/6]" in up.stdout  # the job's log, streamed as it ran
+    assert "job succeeded in" in up.stdout and f"the database is at {HEAD}" in up.stdout
+    assert migrations.read_status(project, target_url).current == (HEAD,)
+
+    again = schema_admin(tmp_path, project_ini, target_url, "migrate")
+    assert again.returncode == 0
+    assert "nothing to upgrade" in again.stdout
+
+    down = schema_admin(tmp_path, project_ini, target_url, "downgrade", "-1")
+    assert down.returncode == 0, down.stderr
+    assert migrations.read_status(project, target_url).current == ("m5m5m5m5m5m5",)
+
+    stamp = schema_admin(tmp_path, project_ini, target_url, "stamp", "a1a1")
+    assert stamp.returncode == 0, stamp.stderr
+    assert migrations.read_status(project, target_url).current == ("a1a1a1a1a1a1",)
+
+    jobs = store_rows(
+        tmp_path, "SELECT kind, status, source, target_revision FROM jobs ORDER BY id"
+    )
+    assert jobs == [
+        ("upgrade", "succeeded", "cli", "head"),
+        ("downgrade", "succeeded", "cli", "-1"),
+        ("stamp", "succeeded", "cli", "a1a1"),
+    ]
+    lines = store_rows(tmp_path, "SELECT count(*) FROM job_lines WHERE job_id = 1")
+    assert lines[0][0] > 6
+    actions = store_rows(
+        tmp_path, "SELECT action, source FROM audit_events WHERE action LIKE 'job-%' ORDER BY id"
+    )
+    assert actions[:3] == [("job-queued", "cli"), ("job-started", "cli"), ("job-finished", "cli")]
+    assert len(actions) == 9
+    verify = schema_admin(tmp_path, project_ini, target_url, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_a_failing_migration_exits_1_with_one_line(
+    tmp_path: Path, alembic_project: Callable[..., Path]
+) -> None:
+    revisions = [
+        *REVISIONS[:2],
+        Rev("e7e7e7e7e7e7", "b2b2b2b2b2b2", "broken", "op.execute('SELECT * FROM nowhere')"),
+    ]
+    ini = alembic_project(revisions)
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    migrations.create_database(url)
+    result = schema_admin(tmp_path, ini, url, "migrate")
+    assert result.returncode == 1
+    assert "[2/3] upgrade a1a1a1a1a1a1 -> b2b2b2b2b2b2 done" in result.stdout
+    line = one_line_error(result)
+    assert line.startswith("schema-admin: job 1 failed:") and "nowhere" in line
+    assert migrations.read_status(migrations.Project(ini), url).current == ("b2b2b2b2b2b2",)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("migrate", "zzzz"), "no revision matches"),
+        (("migrate", "head; drop table t1"), "not a revision target"),
+        (("downgrade", "-1"), "nothing to downgrade"),
+        (("stamp", "nope!"), "not a revision target"),
+    ],
+)
+def test_bad_change_targets_give_one_line_errors_and_no_job(
+    tmp_path: Path, project_ini: Path, args: tuple[str, ...], message: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    migrations.create_database(url)
+    assert re.search(message, one_line_error(schema_admin(tmp_path, project_ini, url, *args)))
+    store = tmp_path / "store.sqlite3"
+    assert not store.exists() or store_rows(tmp_path, "SELECT count(*) FROM jobs") == [(0,)]
+
+
+def test_init_db_creates_a_missing_postgresql_database_and_migrates_it(
+    tmp_path: Path, project_ini: Path, project: migrations.Project, pg_databases
+) -> None:  # type: ignore[no-untyped-def]
+    url = pg_databases.url_for_missing("initdb")
+    assert "does not exist" in one_line_error(schema_admin(tmp_path, project_ini, url, "status"))
+
+    result = schema_admin(tmp_path, project_ini, url, "init-db")
+    assert result.returncode == 0, result.stderr
+    assert "created the database" in result.stdout
+    assert migrations.read_status(project, url).current == (HEAD,)
+
+    again = schema_admin(tmp_path, project_ini, url, "init-db")
+    assert again.returncode == 0, again.stderr
+    assert "exists" in again.stdout and "nothing to migrate" in again.stdout
+    assert store_rows(tmp_path, "SELECT count(*) FROM jobs") == [(1,)]
+
+
+def test_reset_refuses_in_production_and_without_yes(
+    tmp_path: Path, project_ini: Path, project: migrations.Project, target_url: str
+) -> None:
+    move(project, target_url, Command.UPGRADE, "heads")
+
+    production = schema_admin(
+        tmp_path,
+        project_ini,
+        target_url,
+        "reset",
+        "--yes",
+        ENVIRONMENT="production",
+        SECRET_KEY="a-production-secret-0123456789-abcdefghijklmnop",
+    )
+    assert "refuses to run in production" in one_line_error(production)
+    refused = store_rows(
+        tmp_path, "SELECT action, source, outcome FROM audit_events WHERE action = 'job-refused'"
+    )
+    assert refused == [("job-refused", "cli", "denied")]
+
+    unconfirmed = schema_admin(tmp_path, project_ini, target_url, "reset")
+    assert "--yes" in one_line_error(unconfirmed)
+    assert migrations.read_status(project, target_url).current == (HEAD,)
+
+    done = schema_admin(tmp_path, project_ini, target_url, "reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "downgrade from" in done.stdout and "to base: 6 revisions" in done.stdout
+    assert migrations.read_status(project, target_url).current == ()
+
+    nothing = schema_admin(tmp_path, project_ini, target_url, "reset", "--yes")
+    assert nothing.returncode == 0 and "nothing to reset" in nothing.stdout
+
+
+SLOW = [
+    Rev(
+        "a1a1a1a1a1a1",
+        None,
+        "create runs",
+        "op.create_table('runs', sa.Column('id', sa.Integer))",
+        "op.drop_table('runs')",
+    ),
+    Rev(
+        "b2b2b2b2b2b2",
+        "a1a1a1a1a1a1",
+        "slow step",
+        "op.execute('INSERT INTO runs VALUES (1)')\nop.execute('SELECT pg_sleep(4)')",
+        "op.execute('DELETE FROM runs')",
+    ),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["shared", "separate"])
+def test_two_migrate_processes_started_together_run_the_migration_once(
+    tmp_path: Path, alembic_project: Callable[..., Path], pg_databases, store: str
+) -> None:  # type: ignore[no-untyped-def]
+    """One store: the second is refused naming the running job. Two stores (two machines
+    with their own panel): the second job fails fast on the advisory lock, naming its holder."""
+    ini = alembic_project(SLOW)
+    url = pg_databases.create("twice")
+    shared = pg_databases.create("store") if store == "shared" else None
+    processes = []
+    for n in range(2):
+        store_url = shared or f"sqlite:///{tmp_path / f'store{n}.sqlite3'}"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "admin", "migrate"],
+                cwd=tmp_path,
+                env=cli_env(
+                    tmp_path, ini, url, ADMIN_DATABASE_URL=store_url, MIGRATION_LOCK_WAIT="0"
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=120) for p in processes]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
+    codes = sorted(code for code, _, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    (loser,) = [err for code, _, err in results if code != 0]
+    assert re.search(r"is running on this database|lock is held by 'schema-admin job", loser), loser
+    assert "Traceback" not in loser
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
