@@ -265,6 +265,38 @@ class JobRefused(Event):
         return f"revision:{self.target_revision}" if self.target_revision else None
 
 
+# The container's start (schema-admin entrypoint).
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntrypointStarted(Event):
+    """The entrypoint handed over to the server (degraded: its start-up migration failed)."""
+
+    action = "entrypoint-started"
+    state: str
+    job_id: int | None
+    created_databases: list[str]
+    degraded: bool
+    error: str | None
+
+    def target(self) -> str | None:
+        return "entrypoint"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntrypointFailed(Event):
+    """The entrypoint stopped the start: the panel was not started."""
+
+    action = "entrypoint-failed"
+    job_id: int | None
+    created_databases: list[str]
+    reason: str
+    outcome: Outcome = Outcome.FAILURE
+
+    def target(self) -> str | None:
+        return "entrypoint"
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -31,12 +31,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
+class PlainFormatter(logging.Formatter):
+    """Time, level, logger and message; a job's lines say which job (``[job 12]``)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        job_id = getattr(record, "job_id", None)
+        if job_id is None:
+            return super().format(record)
+        saved = record.msg, record.args
+        record.msg, record.args = f"[job {job_id}] {record.getMessage()}", None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
+
+
 def configure(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

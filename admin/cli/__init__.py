@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from admin import __version__
 from admin.cli import audit as audit_cli
 from admin.cli import database as database_cli
+from admin.cli import entrypoint as entrypoint_cli
 from admin.cli import history as history_cli
 from admin.cli import migrate as migrate_cli
 from admin.cli import revision as revision_cli
@@ -36,6 +37,7 @@ REGISTRARS: list[Callable[[Commands], None]] = [
     sql_cli.register,
     revision_cli.register,
     database_cli.register,
+    entrypoint_cli.register,
 ]
 
 

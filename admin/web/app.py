@@ -16,7 +16,7 @@ from admin.runtime import Runtime
 from admin.store.models import Source
 from admin.web import assets, errors
 from admin.web.render import make_templates
-from admin.web.routes import account, api, auth, dashboard, tokens
+from admin.web.routes import account, api, auth, dashboard, ops, tokens
 from admin.web.routes import users as users_routes
 from admin.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware, guard_request
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Forms here are small; anything near this is a mistake or an attack (413).
 MAX_REQUEST_BYTES = 1024 * 1024
 # Each module owns one noun; a new room adds its module here.
-ROUTERS = (auth, account, dashboard, users_routes, tokens, api)
+ROUTERS = (auth, account, dashboard, users_routes, tokens, api, ops)
 
 
 def _announce_first_admin(runtime: Runtime) -> None:
