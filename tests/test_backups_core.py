@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -316,10 +317,14 @@ def test_bad_credentials_fail_with_pg_dumps_message_and_leave_no_file(
     assert dir_listing(backup_dir) == []
 
 
-@pytest.fixture
-def table_locked(target: str) -> Iterator[None]:
-    """Another session holds an ACCESS EXCLUSIVE lock on items until the test ends."""
-    engine = create_engine(target)
+@contextlib.contextmanager
+def holding_lock(url: str) -> Iterator[None]:
+    """Another session holds an ACCESS EXCLUSIVE lock on items inside the block.
+
+    Nothing in the block may read items through another connection: it would wait on the
+    lock inside libpq, where no test timeout can interrupt it.
+    """
+    engine = create_engine(url)
     connection = engine.connect()
     try:
         connection.execute(text("LOCK TABLE items IN ACCESS EXCLUSIVE MODE"))
@@ -333,12 +338,14 @@ def table_locked(target: str) -> Iterator[None]:
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
 def test_held_lock_fails_the_backup_within_the_lock_wait_timeout(
-    target: str, backup_dir: Path, request: pytest.FixtureRequest
+    target: str, backup_dir: Path
 ) -> None:
     seed(target)
-    request.getfixturevalue("table_locked")
 
-    with pytest.raises(BackupFailed, match="BACKUP_LOCK_WAIT_TIMEOUT=1s") as caught:
+    with (
+        holding_lock(target),
+        pytest.raises(BackupFailed, match="BACKUP_LOCK_WAIT_TIMEOUT=1s") as caught,
+    ):
         take(target, backup_dir, "custom", lock_wait_timeout="1s")
     assert "LOCK TABLE" in str(caught.value)
     assert dir_listing(backup_dir) == []
@@ -346,11 +353,8 @@ def test_held_lock_fails_the_backup_within_the_lock_wait_timeout(
 
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
-def test_stop_request_kills_pg_dump_and_leaves_no_file(
-    target: str, backup_dir: Path, request: pytest.FixtureRequest
-) -> None:
+def test_stop_request_kills_pg_dump_and_leaves_no_file(target: str, backup_dir: Path) -> None:
     seed(target)
-    request.getfixturevalue("table_locked")  # pg_dump waits on it: still running when stopped
     lines = Lines()
     asked = time.monotonic()
 
@@ -358,7 +362,8 @@ def test_stop_request_kills_pg_dump_and_leaves_no_file(
         # Long enough for at least one progress line; not a timing assertion.
         return time.monotonic() - asked > 1.5
 
-    with pytest.raises(BackupCancelled, match="cancelled"):
+    # pg_dump waits on the lock: it is still running when the stop comes.
+    with holding_lock(target), pytest.raises(BackupCancelled, match="cancelled"):
         take(
             target,
             backup_dir,
@@ -370,6 +375,33 @@ def test_stop_request_kills_pg_dump_and_leaves_no_file(
     assert dir_listing(backup_dir) == []
     assert any(line.startswith("progress: ") for line in lines)
     assert _pg_dump_pids(backup_dir) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+def test_replace_restore_with_a_held_lock_fails_and_changes_nothing(
+    target: str, backup_dir: Path
+) -> None:
+    seed(target)
+    backup = take(target, backup_dir, "custom")
+    execute(target, "INSERT INTO notes SELECT i, 1, 'later' FROM generate_series(1000, 1009) i")
+    before = counts(target)
+
+    with (
+        holding_lock(target),
+        pytest.raises(RestoreFailed, match=r"lock timeout \(1s\).*pid \d+.*rolled back"),
+    ):
+        backups.restore(
+            backup.path,
+            "custom",
+            target,
+            mode="replace",
+            new_database=None,
+            pg_bin_dir=None,
+            on_line=Lines(),
+            lock_timeout="1s",
+        )
+    assert counts(target) == before  # only once the lock is released: count(*) would wait
 
 
 def _pg_dump_pids(backup_dir: Path) -> list[int]:
@@ -394,17 +426,16 @@ def _pg_dump_pids(backup_dir: Path) -> list[int]:
 @pytest.mark.postgres
 @pytest.mark.timeout(60)
 def test_pg_dump_killed_from_outside_fails_and_leaves_no_file(
-    target: str, backup_dir: Path, request: pytest.FixtureRequest
+    target: str, backup_dir: Path
 ) -> None:
     seed(target)
-    request.getfixturevalue("table_locked")
 
     def kill_it() -> bool:
         for pid in _pg_dump_pids(backup_dir):
             os.kill(pid, signal.SIGKILL)
         return False
 
-    with pytest.raises(BackupFailed, match="killed by SIGKILL"):
+    with holding_lock(target), pytest.raises(BackupFailed, match="killed by SIGKILL"):
         take(target, backup_dir, "custom", lock_wait_timeout="0", should_stop=kill_it)
     assert dir_listing(backup_dir) == []
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from admin.backups import files, postgres, sqlite
+from admin.backups import durations, files, postgres, sqlite
 from admin.backups import restore as pg_restore
 from admin.backups.conninfo import parse_target
 from admin.backups.errors import (
@@ -92,6 +92,7 @@ def take(
     """
     target = parse_target(target_url)
     backup_format = BackupFormat.parse(fmt)
+    lock_wait_timeout = durations.checked(lock_wait_timeout)
     if not target.is_sqlite and backup_format is BackupFormat.SQLITE:
         raise InvalidInput(f"{target.display} is PostgreSQL: use the custom or plain format")
     try:
@@ -191,6 +192,7 @@ def restore(
     target = parse_target(target_url)
     backup_format = BackupFormat.parse(fmt) if fmt is not None else format_of(path.name)
     restore_mode = RestoreMode.parse(mode)
+    lock_timeout = durations.checked(lock_timeout) if lock_timeout is not None else None
     if not path.is_file():
         raise RestoreFailed(f"{path.name} is missing from {path.parent}")
     if expected_sha256 is not None:

@@ -61,16 +61,15 @@ class Target:
             if key == "password":
                 continue  # kept out of argv; see environment()
             params[key] = value if isinstance(value, str) else ",".join(value)
-        params.setdefault("application_name", f"{APPLICATION_NAME} {program}")
+        # Ours, whatever the URL says: the lock watch finds a restore's backend by it.
+        params["application_name"] = f"{APPLICATION_NAME} {program}"[:63]
         return " ".join(f"{key}={_quote(value)}" for key, value in params.items())
 
-    def environment(self, *, pgoptions: str | None = None) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
         """The child's environment: ours (PATH, HOME for ~/.pgpass, PGSSL*...) plus the password."""
         env = tool_environment()
         if self.password:
             env["PGPASSWORD"] = self.password
-        if pgoptions:
-            env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {pgoptions}".strip()
         return env
 
     def redact(self, text: str) -> str:

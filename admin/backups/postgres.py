@@ -85,7 +85,10 @@ def take(
             raise BackupCancelled(f"backup of {target.display} cancelled; no file was kept")
         if not outcome.ok:
             raise _dump_failed(pg_dump, outcome, target, lock_wait_timeout)
-        header = read_header(temp, fmt, pg_bin_dir=pg_bin_dir)
+        try:
+            header = read_header(temp, fmt, pg_bin_dir=pg_bin_dir)
+        except VerificationFailed as exc:
+            raise BackupFailed(f"backup of {target.display} cannot be read back: {exc}") from None
         size = temp.stat().st_size
         sha256 = files.sha256_of(temp)
     duration_ms = int((time.monotonic() - started) * 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,13 +15,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from admin.backups import postgres, process, tools
-from admin.backups.conninfo import Target
+from admin.backups.conninfo import APPLICATION_NAME, Target
+from admin.backups.durations import seconds
 from admin.backups.errors import RestoreFailed, VerificationFailed
+from admin.backups.lockwatch import LockWatch
 from admin.backups.results import BackupFormat, RestoreMode, RestoreResult
 from admin.errors import Conflict, InvalidInput, describe
 
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
-_DURATION = re.compile(r"\d+(us|ms|s|min|h|d)?")
 
 
 def new_database_name(target_database: str, when: datetime) -> str:
@@ -57,10 +59,12 @@ def restore(
     """Restore a pg_dump file; see admin.backups.restore."""
     if fmt is BackupFormat.SQLITE:
         raise InvalidInput(f"{path.name} is a SQLite backup; {target.display} is PostgreSQL")
-    if lock_timeout is not None and not _DURATION.fullmatch(lock_timeout):
-        raise InvalidInput(f"lock timeout {lock_timeout!r} is not a duration such as 30s")
     tool = tools.find("pg_restore" if fmt is BackupFormat.CUSTOM else "psql", pg_bin_dir)
     started = time.monotonic()
+    tables: set[str] = set()
+    if fmt is BackupFormat.CUSTOM:
+        # Read before anything is touched: an archive pg_restore cannot list is not restored.
+        tables = set(postgres.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
     into = target
     if mode is RestoreMode.NEW:
         if new_database is not None:
@@ -75,8 +79,9 @@ def restore(
     else:
         on_line(f"restoring {path.name} over {target.display} in a single transaction")
     try:
-        tables: set[str] = set()
-        outcome = _run(tool, path, fmt, into, mode, tables, on_line, should_stop, lock_timeout)
+        outcome, lock_wait = _run(
+            tool, path, fmt, target, into, mode, tables, on_line, should_stop, lock_timeout
+        )
     except BaseException as exc:
         if mode is RestoreMode.NEW:
             _drop_database(target, into.database, on_line)
@@ -89,12 +94,17 @@ def restore(
             after = "the new database was dropped"
         else:
             after = "the transaction was rolled back: the target is as it was"
-        what = "cancelled" if outcome.stopped else f"failed: {outcome.error()}"
+        if (too_new := tools.archive_too_new(tool, "\n".join(outcome.tail))) is not None:
+            raise too_new
+        if outcome.stopped:
+            what = "cancelled"
+        elif lock_wait is not None:
+            what = f"failed: {lock_wait}"
+        else:
+            what = f"failed: {outcome.error()}"
         raise RestoreFailed(f"restore of {path.name} into {into.display} {what}; {after}")
     leftover: tuple[str, ...] = ()
     if mode is RestoreMode.REPLACE:
-        if fmt is BackupFormat.CUSTOM:
-            tables = set(postgres.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
         leftover = _tables_not_in(into, tables, on_line)
     duration_ms = int((time.monotonic() - started) * 1000)
     on_line(f"restored {path.name} into {into.display} in {duration_ms / 1000:.1f}s")
@@ -114,42 +124,56 @@ def _run(
     tool: tools.Tool,
     path: Path,
     fmt: BackupFormat,
+    target: Target,
     into: Target,
     mode: RestoreMode,
     tables: set[str],
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool] | None,
     lock_timeout: str | None,
-) -> process.Outcome:
-    env = into.environment(pgoptions=f"-c lock_timeout={lock_timeout}" if lock_timeout else None)
+) -> tuple[process.Outcome, str | None]:
+    """Run pg_restore or psql; the outcome, and why the lock watch cancelled it (if it did)."""
+    program = f"{tool.name} {secrets.token_hex(4)}"
     if fmt is BackupFormat.CUSTOM:
         argv = [str(tool.path), "--no-password", "--verbose", "--exit-on-error"]
         argv.append("--single-transaction")
         if mode is RestoreMode.REPLACE:
             argv += ["--clean", "--if-exists"]
-        argv += [f"--dbname={into.conninfo('pg_restore')}", str(path)]
-        return process.run(
-            argv, env=env, on_line=on_line, redact=into.redact, should_stop=should_stop
+        argv += [f"--dbname={into.conninfo(program)}", str(path)]
+        feed = None
+    else:
+        # Plain dumps are written with --clean --if-exists: one script serves both modes.
+        argv = [
+            str(tool.path),
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            "--single-transaction",
+            "--no-password",
+            f"--dbname={into.conninfo(program)}",
+            "--file=-",
+        ]
+        feed = postgres.feed_plain(path, tables)
+    watch = None
+    if lock_timeout is not None and seconds(lock_timeout) > 0:
+        watch = LockWatch(
+            target, f"{APPLICATION_NAME} {program}", seconds(lock_timeout), lock_timeout
         )
-    # Plain dumps are written with --clean --if-exists, so one script serves both modes.
-    argv = [
-        str(tool.path),
-        "--no-psqlrc",
-        "--quiet",
-        "--set=ON_ERROR_STOP=1",
-        "--single-transaction",
-        "--no-password",
-        f"--dbname={into.conninfo('psql')}",
-        "--file=-",
-    ]
-    return process.run(
-        argv,
-        env=env,
-        on_line=on_line,
-        redact=into.redact,
-        should_stop=should_stop,
-        feed=postgres.feed_plain(path, tables),
-    )
+    try:
+        outcome = process.run(
+            argv,
+            env=into.environment(),
+            on_line=on_line,
+            redact=into.redact,
+            should_stop=should_stop,
+            progress=watch,
+            progress_every=0.5,
+            feed=feed,
+        )
+    finally:
+        if watch is not None:
+            watch.close()
+    return outcome, watch.cancelled if watch is not None else None
 
 
 def _tables_not_in(

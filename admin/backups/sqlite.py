@@ -19,6 +19,7 @@ from pathlib import Path
 
 from admin.backups import files
 from admin.backups.conninfo import Target
+from admin.backups.durations import seconds
 from admin.backups.errors import (
     BackupCancelled,
     BackupFailed,
@@ -31,8 +32,6 @@ from admin.errors import Conflict, InvalidInput
 _MAGIC = b"SQLite format 3\x00"
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the backup step waits and retries
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 TOOL = f"SQLite {sqlite3.sqlite_version} online backup API"
 
 
@@ -42,14 +41,6 @@ class _Stopped(Exception):
 
 class _Busy(Exception):
     """The database stayed locked past the lock-wait timeout."""
-
-
-def seconds(duration: str) -> float:
-    """A PostgreSQL-style duration ('30s', '500ms', '2min', bare = ms) in seconds; 0 = none."""
-    match = _DURATION.fullmatch(duration.strip())
-    if match is None:
-        raise InvalidInput(f"{duration!r} is not a duration such as 0, 500ms, 10s or 2min")
-    return float(match.group(1)) * _UNITS[match.group(2) or "ms"]
 
 
 def take(
