@@ -43,6 +43,10 @@ bench: $(STAMP) ## benchmarks side by side with the alembic CLI; writes bench/RE
 migrate: $(STAMP) ## apply all pending migrations (an audited job, log streamed here)
 	$(SA) migrate
 
+# MESSAGE reaches the command as an environment variable, unexpanded: quotes, `$` and
+# backticks in a message stay text, never make or shell syntax.
+override MESSAGE := $(value MESSAGE)
+export MESSAGE
 migrate-create: $(STAMP) ## autogenerate a migration from app/models: MESSAGE="Add user preferences table"
 	@test -n "$$MESSAGE" || { echo 'usage: make migrate-create MESSAGE="Add user preferences table"' >&2; exit 2; }
 	@$(SA) create-migration "$$MESSAGE"
@@ -56,7 +60,7 @@ migrate-down: $(STAMP) ## roll back the last migration (downgrade -1)
 migrate-reset: $(STAMP) ## DANGEROUS: downgrade to base, dropping every table (asks to confirm)
 	@if [ "$${CONFIRM:-}" != yes ]; then \
 	  echo "migrate-reset reverts every migration of the target database: its tables and data are dropped."; \
-	  read -r -p "Type yes to continue: " answer || answer=; \
+	  printf "Type yes to continue: "; read -r answer || answer=; \
 	  [ "$$answer" = yes ] || { echo "migrate-reset: not confirmed, nothing done" >&2; exit 1; }; \
 	fi
 	$(SA) reset --yes
