@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from fastapi import Depends, FastAPI
 from admin import __version__, audit
 from admin.auth import users
 from admin.config import Settings
+from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
 from admin.web import assets, errors
@@ -46,12 +48,22 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.open(settings)
+        runner: Runner | None = None
         try:
             runtime.upgrade_store(audit.Actor("system", None, Source.WEB))
             _announce_first_admin(runtime)
             app.state.runtime = runtime
+            # Jobs: supervisors in this process, live logs fanned out from the store.
+            hub = LogHub(runtime)
+            hub.bind(asyncio.get_running_loop())
+            runner = Runner(runtime, publish=hub.publish)
+            runner.start()
+            app.state.hub = hub
+            app.state.runner = runner
             yield
         finally:
+            if runner is not None:
+                await asyncio.to_thread(runner.stop)
             runtime.close()
 
     app = FastAPI(
