@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from admin.backups import durations, files, postgres, sqlite
-from admin.backups import restore as pg_restore
+from admin.backups import dumps, durations, files, restores, sqlite
 from admin.backups.conninfo import parse_target
 from admin.backups.errors import (
     BackupCancelled,
@@ -104,7 +103,7 @@ def take(
                 on_line=on_line,
                 should_stop=should_stop,
             )
-        return postgres.take(
+        return dumps.take(
             target,
             backup_dir,
             fmt=backup_format,
@@ -143,9 +142,9 @@ def verify(
         on_line(f"verifying {path.name} ({backup_format}, {files.human_size(size)})")
         if backup_format is BackupFormat.SQLITE:
             detail = sqlite.check(path)
-            header = postgres.Header()
+            header = dumps.Header()
         else:
-            header, detail = postgres.verify(
+            header, detail = dumps.verify(
                 path, backup_format, pg_bin_dir=pg_bin_dir, on_line=on_line, should_stop=should_stop
             )
     except OSError as exc:
@@ -185,9 +184,10 @@ def restore(
     replace: pg_restore --clean --if-exists --single-transaction (custom) or psql
     ON_ERROR_STOP=1 --single-transaction (plain): all or nothing. SQLite: a new file beside
     the target, or the target's content replaced in one SQLite transaction.
-    ``lock_timeout`` bounds waits for locks other sessions hold (PostgreSQL lock_timeout;
-    SQLite default 30s). Raises RestoreFailed, VerificationFailed, ToolMissing, Conflict,
-    InvalidInput.
+    ``lock_timeout`` bounds waits for locks other sessions hold (PostgreSQL: a lock watch
+    cancels the restore and names the holder, since every archive resets lock_timeout to 0;
+    None = wait. SQLite: default 30s).
+    Raises RestoreFailed, VerificationFailed, ToolMissing, Conflict, InvalidInput.
     """
     target = parse_target(target_url)
     backup_format = BackupFormat.parse(fmt) if fmt is not None else format_of(path.name)
@@ -211,7 +211,7 @@ def restore(
                 on_line=on_line,
                 should_stop=should_stop,
             )
-        return pg_restore.restore(
+        return restores.restore(
             path,
             backup_format,
             target,

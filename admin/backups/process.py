@@ -75,6 +75,8 @@ def run(
 ) -> Outcome:
     """Run ``argv`` (never through a shell) until it exits; see the module docstring.
 
+    ``progress`` is called about every ``progress_every`` seconds; a line it returns is
+    passed to ``on_line``. A stop request sends SIGTERM, then SIGKILL after ``grace``.
     ``feed`` writes the program's stdin from a helper thread; should it raise, the program
     is killed before its stdin is closed (so psql never sees a clean end of a half script)
     and the exception is raised here.

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from admin.backups import postgres, process, tools
+from admin.backups import dumps, process, tools
 from admin.backups.conninfo import APPLICATION_NAME, Target
 from admin.backups.durations import seconds
 from admin.backups.errors import RestoreFailed, VerificationFailed
@@ -64,7 +64,7 @@ def restore(
     tables: set[str] = set()
     if fmt is BackupFormat.CUSTOM:
         # Read before anything is touched: an archive pg_restore cannot list is not restored.
-        tables = set(postgres.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
+        tables = set(dumps.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
     into = target
     if mode is RestoreMode.NEW:
         if new_database is not None:
@@ -153,7 +153,7 @@ def _run(
             f"--dbname={into.conninfo(program)}",
             "--file=-",
         ]
-        feed = postgres.feed_plain(path, tables)
+        feed = dumps.feed_plain(path, tables)
     watch = None
     if lock_timeout is not None and seconds(lock_timeout) > 0:
         watch = LockWatch(

@@ -1,4 +1,4 @@
-"""PostgreSQL backups: pg_dump to a file, pg_restore / gzip to verify it, pg_restore / psql back."""
+"""PostgreSQL dumps: pg_dump to a file; pg_restore --list and gzip to read one back in full."""
 
 from __future__ import annotations
 
