@@ -239,7 +239,8 @@ def prepare(settings: Settings, *, serving: bool = True) -> Start:
         deadline = Deadline(settings.wait_timeout)
         target_exists = wait_for_database(settings.database_url, "target", deadline)
         store_exists = wait_for_database(settings.admin_database_url, "store", deadline)
-        if not store_exists:
+        # A SQLite store is the panel's own file: created as it is opened.
+        if not store_exists and is_postgresql(settings.admin_database_url):
             if not settings.init_db:
                 raise Unavailable(
                     f"the store database {settings.store_url_masked} does not exist: create "

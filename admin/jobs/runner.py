@@ -70,7 +70,9 @@ class Runner:
         try:
             supervisor.run()
         except Exception:
-            log.exception("supervising job %s failed", supervisor.job_id)
+            log.exception(
+                "supervising job %s failed", supervisor.job_id, extra={"job_id": supervisor.job_id}
+            )
         finally:
             with self._lock:
                 self._active.pop(supervisor.job_id, None)
