@@ -81,6 +81,7 @@ class JobKind(StrEnum):
     STAMP = "stamp"
     BACKUP = "backup"
     RESTORE = "restore"
+    VERIFY = "verify"  # read a backup back in full again
 
 
 class JobStatus(StrEnum):
@@ -290,6 +291,11 @@ class AuditEvent(Base):
         Index("ix_audit_events_action_id", "action", "id"),
         Index("ix_audit_events_created_at", "created_at"),
         Index("ix_audit_events_job_id", "job_id"),
+        # Store revision 0002: the audit page's filters.
+        Index("ix_audit_events_source_id", "source", "id"),
+        Index("ix_audit_events_outcome_id", "outcome", "id"),
+        Index("ix_audit_events_revision_id", "revision", "id"),
+        Index("ix_audit_events_backup_id", "backup_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
