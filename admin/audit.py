@@ -23,7 +23,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from admin.store.models import AuditEvent, Source, utcnow
+from admin.store.models import AuditEvent, Job, Source, utcnow
 
 GENESIS = "0" * 64
 # pg_advisory_xact_lock key that serializes appends to the chain.
@@ -201,6 +201,36 @@ class StoreUpgraded(Event):
         return "store"
 
 
+# The audit trail itself (admin/web/routes/audit.py, schema-admin audit).
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditVerified(Event):
+    """Someone walked the hash chain; a broken chain is recorded as a failure."""
+
+    action = "audit-verified"
+    count: int
+    head: str
+    broken_id: int | None
+    problem: str | None
+
+    def target(self) -> str | None:
+        return "audit"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditExported(Event):
+    """The trail (events matching ``filters``, up to ``upto_id``) was exported."""
+
+    action = "audit-exported"
+    format: str
+    filters: dict[str, Any]
+    upto_id: int | None
+
+    def target(self) -> str | None:
+        return "audit"
+
+
 # Migrations, jobs and backups (their services record these).
 
 
@@ -265,6 +295,39 @@ class JobRefused(Event):
         return f"revision:{self.target_revision}" if self.target_revision else None
 
 
+# SQL previews (admin/preview.py): what a reviewer saw, before any job ran it.
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SqlEvent(Event):
+    direction: str
+    target_revision: str
+    from_revisions: list[str]
+    from_database: bool
+    revisions: list[str]
+    plan_fingerprint: str
+    sql_fingerprint: str | None
+    dialect: str
+    renderable: bool
+
+    def target(self) -> str | None:
+        return f"revision:{self.target_revision}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlPreviewed(_SqlEvent):
+    """A plan and its offline SQL were shown (preview page or the API)."""
+
+    action = "sql-previewed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlDownloaded(_SqlEvent):
+    """A plan's offline SQL was downloaded as a .sql file."""
+
+    action = "sql-downloaded"
+
+
 # The container's start (schema-admin entrypoint).
 
 
@@ -295,6 +358,110 @@ class EntrypointFailed(Event):
 
     def target(self) -> str | None:
         return "entrypoint"
+
+
+# Backups and restores (admin/backups: the worker records these with the job's requester).
+
+
+@dataclass(frozen=True, kw_only=True)
+class _BackupEvent(Event):
+    backup_id: int
+
+    def target(self) -> str | None:
+        return f"backup:{self.backup_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupStarted(_BackupEvent):
+    """A backup job (or a migration's backup gate) began writing a backup."""
+
+    action = "backup-started"
+    job_id: int | None
+    reason: str
+    format: str
+    revision: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupVerified(_BackupEvent):
+    """A backup was read back in full and found complete (after it was taken, or again)."""
+
+    action = "backup-verified"
+    job_id: int | None
+    file_name: str
+    size_bytes: int
+    sha256: str
+    verify_ms: int
+    detail: str
+    again: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupFailed(_BackupEvent):
+    """A backup could not be taken, failed its verification, or was cancelled."""
+
+    action = "backup-failed"
+    job_id: int | None
+    file_name: str | None
+    error: str
+    outcome: Outcome = Outcome.FAILURE
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupDownloaded(_BackupEvent):
+    action = "backup-downloaded"
+    file_name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupDeleted(_BackupEvent):
+    action = "backup-deleted"
+    file_name: str | None
+    file_removed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupsPruned(Event):
+    """Retention removed old backups (BACKUP_KEEP_LAST / BACKUP_KEEP_DAYS)."""
+
+    action = "backups-pruned"
+    backup_ids: list[int]
+    file_names: list[str]
+    keep_last: int
+    keep_days: int
+    job_id: int | None = None
+
+    def target(self) -> str | None:
+        return "backups"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreFinished(_BackupEvent):
+    """A restore job ended: where the backup went, and the revision it brought back."""
+
+    action = "restore-finished"
+    job_id: int
+    mode: str
+    database_name: str | None
+    revision_before: str | None
+    revision_after: str | None
+    leftover_tables: list[str]
+    error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreRefused(Event):
+    """A restore request refused before any job ran (wrong confirmation, bad backup)."""
+
+    action = "restore-refused"
+    backup_id: int | None
+    mode: str
+    reason: str
+    outcome: Outcome = Outcome.DENIED
+
+    def target(self) -> str | None:
+        return f"backup:{self.backup_id}" if self.backup_id is not None else "backups"
 
 
 def _canonical(value: Any) -> str:
@@ -449,3 +616,53 @@ def verify(session: Session, batch: int = 2000) -> ChainReport:
             count += 1
             last_id = row.id
         session.expunge_all()
+
+
+# Who applied a revision (the revision page's "applied by X at T (job N)").
+
+_APPLYING_KINDS = ("upgrade", "stamp")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The last successful job that applied a revision."""
+
+    actor: str
+    source: str
+    at: datetime
+    job_id: int | None
+    event_id: int
+
+
+def last_applied(session: Session, revision_id: str, batch: int = 200) -> Applied | None:
+    """The newest successful upgrade or stamp that applied ``revision_id``, or None.
+
+    Read from job-finished events (newest first, through the action index): an upgrade
+    applied every revision of its plan, and a job applied the revision(s) it ended at.
+    A later downgrade does not erase the fact; the revision page shows the current state.
+    """
+    before: int | None = None
+    while True:
+        query = (
+            select(AuditEvent, Job.plan)
+            .outerjoin(Job, Job.id == AuditEvent.job_id)
+            .where(
+                AuditEvent.action == JobFinished.action,
+                AuditEvent.outcome == Outcome.SUCCESS.value,
+            )
+            .order_by(AuditEvent.id.desc())
+            .limit(batch)
+        )
+        if before is not None:
+            query = query.where(AuditEvent.id < before)
+        rows = session.execute(query).all()
+        if not rows:
+            return None
+        for row, plan in rows:
+            if row.details.get("kind") not in _APPLYING_KINDS:
+                continue
+            after = (row.revision or "").split(",")
+            planned = [str(p) for p in plan or []] if row.details.get("kind") == "upgrade" else []
+            if revision_id in after or revision_id in planned:
+                return Applied(row.actor, row.source, row.created_at, row.job_id, row.id)
+        before = rows[-1][0].id

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from admin import __version__
 from admin.config import Environment, Settings
 from admin.store.models import Role
-from admin.web import assets
+from admin.web import assets, highlight
 from admin.web import principal as principals
 
 _FLASH_MAX_BYTES = 2048
@@ -80,6 +80,7 @@ def make_templates() -> Jinja2Blocks:
     env.globals["version"] = __version__
     env.globals["htmx_config"] = HTMX_CONFIG
     env.globals["Role"] = Role
+    env.filters.update(highlight.FILTERS)
     env.trim_blocks = True
     env.lstrip_blocks = True
     return templates
