@@ -1,5 +1,6 @@
-"""The dashboard: which target, which environment, and (filled by the engine, jobs and
-backups work) the migration state, the recent jobs and the last backup."""
+"""The dashboard: which target, which environment, where the database stands against the
+scripts (also an htmx fragment that refreshes itself), and the places the jobs and
+backups work fills (``partials/_recent_jobs.html``, ``partials/_last_backup.html``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin.web.deps import CurrentUser
+from admin import migrations
+from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
+# The pending list is cut here; the history page has them all.
+PENDING_SHOWN = 50
+
 
 @router.get("/")
-def dashboard(request: Request, user: CurrentUser) -> Response:
-    return render(request, "dashboard.html")
+def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """The whole page, or only its migration state for htmx (it polls every few seconds)."""
+    settings = runtime.settings
+    project = migrations.open_project(settings.alembic_config)
+    status = migrations.read_status(project, settings.database_url)
+    context = {"status": status, "pending_shown": PENDING_SHOWN}
+    return render(request, "dashboard.html", context, block="migration_state")
