@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from admin import entrypoint, logs
 from admin.cli.base import Commands
@@ -36,9 +35,6 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings)
-    if settings.log_level != "DEBUG":
-        # Alembic's own chatter ("Context impl ...") says nothing an operator needs here.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
     entrypoint.prepare(settings, serving=not args.no_serve)
     if args.no_serve:
         return 0
