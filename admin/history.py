@@ -14,7 +14,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from markupsafe import Markup
 
@@ -122,7 +122,7 @@ class Entry:
     lanes: Markup | None
 
     @property
-    def state(self) -> str | None:
+    def state(self) -> Literal["applied", "pending"] | None:
         if self.applied is None:
             return None
         return "applied" if self.applied else "pending"
@@ -288,7 +288,7 @@ class RevisionDetail:
     downgrade: OneStep
 
     @property
-    def state(self) -> str | None:
+    def state(self) -> Literal["applied", "pending"] | None:
         if self.applied is None:
             return None
         return "applied" if self.applied else "pending"

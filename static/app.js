@@ -10,7 +10,8 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
-  // Copy buttons: data-copy-target names the element whose text is copied.
+  // Copy buttons: data-copy-target is a selector; the text of every element it matches is
+  // copied (several, e.g. each step of a SQL preview, joined by a blank line).
   function wireCopyButtons(root) {
     root.querySelectorAll("[data-copy-target]").forEach(function (button) {
       if (!navigator.clipboard) return;
@@ -18,9 +19,12 @@
       if (button.dataset.copyWired) return;
       button.dataset.copyWired = "1";
       button.addEventListener("click", function () {
-        var source = document.querySelector(button.getAttribute("data-copy-target"));
-        if (!source) return;
-        navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+        var sources = document.querySelectorAll(button.getAttribute("data-copy-target"));
+        if (!sources.length) return;
+        var text = Array.prototype.map.call(sources, function (source) {
+          return source.textContent.trim();
+        }).join("\n\n");
+        navigator.clipboard.writeText(text).then(function () {
           var label = button.textContent;
           button.textContent = "Copied";
           window.setTimeout(function () { button.textContent = label; }, 1500);

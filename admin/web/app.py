@@ -19,6 +19,9 @@ from admin.store.models import Source
 from admin.web import assets, errors
 from admin.web.render import make_templates
 from admin.web.routes import account, api, auth, dashboard, ops, tokens
+from admin.web.routes import api_reading as reading_api
+from admin.web.routes import preview as preview_routes
+from admin.web.routes import revisions as revisions_routes
 from admin.web.routes import users as users_routes
 from admin.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware, guard_request
 
@@ -27,7 +30,11 @@ log = logging.getLogger(__name__)
 # Forms here are small; anything near this is a mistake or an attack (413).
 MAX_REQUEST_BYTES = 1024 * 1024
 # Each module owns one noun; a new room adds its module here.
-ROUTERS = (auth, account, dashboard, users_routes, tokens, api, ops)
+ROUTERS = (
+    *(auth, account, dashboard, users_routes, tokens, api, ops),
+    # Reading: history, revision pages, SQL preview, and their JSON API.
+    *(revisions_routes, preview_routes, reading_api),
+)
 
 
 def _announce_first_admin(runtime: Runtime) -> None:

@@ -1,0 +1,274 @@
+"""The JSON API for reading: status, revisions, one revision, SQL (under /api/v1).
+
+Authenticated like /api/v1/me (session cookie or ``Authorization: Bearer <token>``);
+errors come back as JSON ``{"status", "title", "detail"}`` with their 4xx status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from admin import history, migrations, preview
+from admin.migrations import Revision
+from admin.web.deps import ActorDep, CurrentUser, ReviewerUser, RuntimeDep, StoreSession
+
+router = APIRouter(prefix="/api/v1", tags=["migrations"])
+
+StateName = Literal[
+    "up-to-date",
+    "behind",
+    "empty",
+    "several-heads",
+    "unknown-revision",
+    "missing",
+    "unreachable",
+]
+
+
+class RevisionSummary(BaseModel):
+    """A revision as the history lists it."""
+
+    id: str
+    message: str
+    down_revisions: list[str] = Field(description="parents (two or more for a merge)")
+    branch_labels: list[str]
+    create_date: datetime | None
+    is_head: bool
+    is_base: bool
+    is_branch_point: bool
+    is_merge_point: bool
+
+    @classmethod
+    def of(cls, rev: Revision) -> RevisionSummary:
+        return cls(
+            id=rev.id,
+            message=rev.message,
+            down_revisions=list(rev.down_revisions),
+            branch_labels=list(rev.branch_labels),
+            create_date=rev.create_date,
+            is_head=rev.is_head,
+            is_base=rev.is_base,
+            is_branch_point=rev.is_branch_point,
+            is_merge_point=rev.is_merge_point,
+        )
+
+
+class StatusOut(BaseModel):
+    """Where the target database stands against the revision files."""
+
+    state: StateName
+    message: str = Field(description="what it means and what to do")
+    target: str = Field(description="the target's URL, password hidden")
+    dialect: str
+    environment: str
+    current: list[str] = Field(description="the database's revision(s); empty at base")
+    heads: list[str]
+    pending: list[RevisionSummary] = Field(description="in the order an upgrade runs them")
+    unknown: list[str] = Field(description="current revisions no file has")
+    exit_code: int = Field(description="what `schema-admin status` exits with: 0, 3 or 1")
+
+
+class HistoryItem(RevisionSummary):
+    is_current: bool
+    state: Literal["applied", "pending"] | None = Field(
+        description="relative to the database's current heads; null when it cannot be read"
+    )
+
+
+class HistoryOut(BaseModel):
+    """One page of the history, newest first."""
+
+    items: list[HistoryItem]
+    query: str
+    page: int
+    pages: int
+    per_page: int
+    matching: int
+    total: int
+    heads: list[str]
+    current: list[str] | None = Field(description="null when the database cannot be read")
+
+
+class OneStepOut(BaseModel):
+    direction: Literal["upgrade", "downgrade"]
+    start: list[str]
+    destination: str
+    sql: str | None
+    error: str | None = Field(description="why the step cannot be rendered offline")
+
+
+class RevisionOut(RevisionSummary):
+    """One revision: metadata, file, source, and its own SQL each way."""
+
+    children: list[str]
+    dependencies: list[str]
+    path: str = Field(description="the file, relative to the project's alembic.ini")
+    sha256: str
+    docstring: str
+    is_current: bool
+    state: Literal["applied", "pending"] | None
+    dialect: str
+    source: str
+    upgrade: OneStepOut
+    downgrade: OneStepOut
+
+
+class SqlStepOut(BaseModel):
+    revision: str
+    message: str
+    label: str
+    sql: str | None
+    error: str | None
+
+
+class SqlOut(BaseModel):
+    """A plan and its offline SQL; ``renderable`` is false when a step has no offline SQL."""
+
+    direction: Literal["upgrade", "downgrade"]
+    target: str
+    from_revisions: list[str]
+    from_database: bool
+    to_revisions: list[str]
+    dialect: str
+    plan_fingerprint: str
+    sql_fingerprint: str | None
+    renderable: bool
+    steps: list[SqlStepOut]
+    sql: str
+
+
+def _project(runtime: RuntimeDep) -> migrations.Project:
+    return migrations.open_project(runtime.settings.alembic_config)
+
+
+@router.get("/status", response_model=StatusOut, summary="Where the database stands")
+def status(user: CurrentUser, runtime: RuntimeDep) -> StatusOut:
+    """The target's revision(s) against the head(s): the dashboard's state."""
+    found = migrations.read_status(_project(runtime), runtime.settings.database_url)
+    return StatusOut(
+        state=found.state.value,
+        message=found.message,
+        target=found.target,
+        dialect=found.dialect,
+        environment=runtime.settings.environment.value,
+        current=list(found.current),
+        heads=list(found.heads),
+        pending=[RevisionSummary.of(rev) for rev in found.pending],
+        unknown=list(found.unknown),
+        exit_code=found.exit_code,
+    )
+
+
+@router.get("/revisions", response_model=HistoryOut, summary="The history, paginated")
+def revisions(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    q: Annotated[str | None, Query(max_length=history.MAX_QUERY)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=history.MAX_PER_PAGE)] = history.PER_PAGE,
+) -> HistoryOut:
+    """Revisions newest first, filtered by id prefix or message text (``q``)."""
+    listing = history.history_page(
+        _project(runtime), runtime.settings.database_url, query=q, page=page, per_page=per_page
+    )
+    return HistoryOut(
+        items=[
+            HistoryItem(
+                **RevisionSummary.of(e.revision).model_dump(),
+                is_current=e.is_current,
+                state=e.state,
+            )
+            for e in listing.entries
+        ],
+        query=listing.query,
+        page=listing.page,
+        pages=listing.pages,
+        per_page=listing.per_page,
+        matching=listing.matching,
+        total=listing.total,
+        heads=list(listing.heads),
+        current=list(listing.position.current) if listing.position.known else None,
+    )
+
+
+def _one(step: history.OneStep) -> OneStepOut:
+    return OneStepOut(
+        direction=step.direction.value,
+        start=list(step.start),
+        destination=step.destination,
+        sql=step.sql,
+        error=step.error,
+    )
+
+
+@router.get("/revisions/{revision_id}", response_model=RevisionOut, summary="One revision")
+def revision(
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    revision_id: Annotated[str, Path(max_length=200, description="an id or a unique prefix")],
+) -> RevisionOut:
+    """A revision by id or unique prefix (404 unknown, 400 malformed or ambiguous)."""
+    detail = history.revision_detail(_project(runtime), runtime.settings.database_url, revision_id)
+    rev = detail.revision
+    return RevisionOut(
+        **RevisionSummary.of(rev).model_dump(),
+        children=list(rev.children),
+        dependencies=list(rev.dependencies),
+        path=detail.relative_path,
+        sha256=rev.sha256,
+        docstring=rev.docstring,
+        is_current=detail.is_current,
+        state=detail.state,
+        dialect=detail.dialect,
+        source=detail.source,
+        upgrade=_one(detail.upgrade),
+        downgrade=_one(detail.downgrade),
+    )
+
+
+@router.get("/sql", response_model=SqlOut, summary="The SQL of an upgrade or downgrade")
+def sql(
+    user: ReviewerUser,
+    runtime: RuntimeDep,
+    session: StoreSession,
+    actor: ActorDep,
+    target: Annotated[str, Query(max_length=200, description="head, base, an id, +N / -N...")],
+    direction: Literal["upgrade", "downgrade"] = "upgrade",
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=preview.MAX_START,
+            description="base, head, heads or revision ids; default: where the database stands",
+        ),
+    ] = None,
+) -> SqlOut:
+    """The plan and its SQL, as the preview page shows it (reviewer and up; audited)."""
+    wanted = preview.PreviewRequest.parse(direction, target, start)
+    shown = preview.show(session, actor, _project(runtime), runtime.settings.database_url, wanted)
+    return SqlOut(
+        direction=shown.plan.direction.value,
+        target=wanted.target,
+        from_revisions=list(shown.current),
+        from_database=shown.from_database,
+        to_revisions=list(shown.destination),
+        dialect=shown.dialect,
+        plan_fingerprint=shown.plan.fingerprint,
+        sql_fingerprint=None if shown.is_empty else shown.script.fingerprint,
+        renderable=shown.renderable,
+        steps=[
+            SqlStepOut(
+                revision=piece.step.revision,
+                message=piece.step.message,
+                label=piece.step.label,
+                sql=piece.sql,
+                error=piece.error,
+            )
+            for piece in shown.script.steps
+        ],
+        sql=shown.script.text,
+    )

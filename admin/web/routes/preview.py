@@ -1,0 +1,79 @@
+"""SQL preview (reviewer and up): the plan and its SQL, the .sql download, the Apply form.
+
+The Apply form posts to ``/jobs`` (the jobs work owns that route and its checks) with
+``csrf_token``, ``kind``, ``target`` (as typed here), ``plan_fingerprint``, and for a
+downgrade ``confirm_target``; in production also ``password``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin import migrations, preview
+from admin.errors import AdminError
+from admin.web.deps import ActorDep, ReviewerUser, RuntimeDep, StoreSession
+from admin.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+DirectionText = Annotated[str, Query(max_length=20)]
+TargetText = Annotated[str | None, Query(max_length=200)]
+StartText = Annotated[str | None, Query(alias="from", max_length=preview.MAX_START)]
+
+
+def _form(direction: str, target: str | None, start: str | None) -> dict[str, Any]:
+    return {"direction": direction, "target": target or "", "start": start or ""}
+
+
+@router.get("/preview")
+def preview_page(
+    request: Request,
+    user: ReviewerUser,
+    runtime: RuntimeDep,
+    session: StoreSession,
+    actor: ActorDep,
+    direction: DirectionText = "upgrade",
+    target: TargetText = None,
+    start: StartText = None,
+) -> Response:
+    """The form; with a target, the plan and its SQL (audited), or why there is none (4xx)."""
+    context: dict[str, Any] = {"form": _form(direction, target, start)}
+    if target is None:
+        return render(request, "preview.html", context)
+    settings = runtime.settings
+    try:
+        wanted = preview.PreviewRequest.parse(direction, target, start)
+        project = migrations.open_project(settings.alembic_config)
+        shown = preview.show(session, actor, project, settings.database_url, wanted)
+    except AdminError as exc:
+        context["error"] = exc
+        return render(request, "preview.html", context, status=exc.status)
+    context["preview"] = shown
+    status = 200 if shown.renderable else preview.NotRenderable.status
+    return render(request, "preview.html", context, status=status)
+
+
+@router.get("/preview/download")
+def download(
+    user: ReviewerUser,
+    runtime: RuntimeDep,
+    session: StoreSession,
+    actor: ActorDep,
+    target: Annotated[str, Query(max_length=200)],
+    direction: DirectionText = "upgrade",
+    start: StartText = None,
+) -> Response:
+    """The plan's whole SQL script as an attachment (audited as SqlDownloaded)."""
+    settings = runtime.settings
+    wanted = preview.PreviewRequest.parse(direction, target, start)
+    project = migrations.open_project(settings.alembic_config)
+    shown = preview.show(session, actor, project, settings.database_url, wanted, download=True)
+    return Response(
+        shown.script.text,
+        media_type="application/sql; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{shown.filename}"'},
+    )

@@ -1,0 +1,49 @@
+"""History (``/revisions``: filter, pages, graph column) and one revision's page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin import history, migrations
+from admin.web.deps import CurrentUser, RuntimeDep
+from admin.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+QueryText = Annotated[
+    str | None, Query(max_length=history.MAX_QUERY, description="id prefix or message text")
+]
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
+
+
+@router.get("/revisions")
+def revisions(
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    q: QueryText = None,
+    page: PageNumber = 1,
+) -> Response:
+    """Every revision newest first; htmx swaps only the table when the filter changes."""
+    settings = runtime.settings
+    project = migrations.open_project(settings.alembic_config)
+    listing = history.history_page(project, settings.database_url, query=q, page=page)
+    return render(request, "revisions.html", {"history": listing}, block="history_table")
+
+
+@router.get("/revisions/{revision_id}")
+def revision(
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    revision_id: Annotated[str, Path(max_length=200)],
+) -> Response:
+    """A revision by id or unique prefix: metadata, source, and its own upgrade/downgrade SQL."""
+    settings = runtime.settings
+    project = migrations.open_project(settings.alembic_config)
+    detail = history.revision_detail(project, settings.database_url, revision_id)
+    return render(request, "revision.html", {"detail": detail})
