@@ -1,0 +1,72 @@
+"""python -m bench: run the measurements side by side with the raw tools, write RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from bench import context, history, offline_sql, report, status
+
+# One module per measurement, each with ``measure(ctx) -> report.Section``; later issues
+# (jobs, backups, history page) add theirs here.
+MEASUREMENTS: dict[str, ModuleType] = {
+    "history": history,
+    "status": status,
+    "offline-sql": offline_sql,
+}
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sizes", default="1000,5000", help="project sizes (default 1000,5000)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each raw-tool command")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated measurements ({', '.join(MEASUREMENTS)}); the table is printed "
+        "and RESULTS.md is left alone unless --out is given",
+    )
+    parser.add_argument("--out", type=Path, help=f"where to write (default {RESULTS})")
+    args = parser.parse_args(argv)
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    names = args.only.split(",") if args.only else list(MEASUREMENTS)
+    unknown = [n for n in names if n not in MEASUREMENTS]
+    if unknown:
+        parser.error(f"unknown measurement(s): {', '.join(unknown)}")
+    out = args.out or (None if args.only else RESULTS)
+    # The bench reads its server like the tests do (it is a tool, not the panel).
+    server = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+        "TEST_DATABASE_URL", DEFAULT_SERVER
+    )
+    sections: list[report.Section] = []
+    load_before = report.load_average()
+    with (
+        tempfile.TemporaryDirectory(prefix="apex-bench-") as workdir,
+        context.opened(Path(workdir), server, sizes, args.runs) as ctx,
+    ):
+        for name in names:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            sections.append(MEASUREMENTS[name].measure(ctx))
+        extra = {
+            "PostgreSQL": f"{ctx.server_version()} (local server)",
+            "load average (1, 5, 15 min) before / after": f"{load_before} / "
+            f"{report.load_average()}",
+            "runs of each raw-tool command": str(args.runs),
+        }
+    if out is not None:
+        text = report.write(
+            out, sections, extra, "python -m bench " + " ".join(argv or sys.argv[1:])
+        )
+        print(text)
+    else:
+        print(report.table(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
