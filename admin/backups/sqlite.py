@@ -190,11 +190,7 @@ def restore(
         except sqlite3.Error as exc:
             raise RestoreFailed(f"restore into {destination} failed: {exc}") from None
     else:
-        name = new_database or _new_file_name(current, datetime.now(UTC))
-        if not _FILE_NAME.fullmatch(name):
-            raise InvalidInput(
-                f"{name[:80]!r} cannot name a new database file: use letters, digits, _ . or -"
-            )
+        name = check_file_name(new_database or _new_file_name(current, datetime.now(UTC)))
         destination = current.parent / name
         if destination.exists():
             raise Conflict(f"{destination} already exists: choose another name")
@@ -216,6 +212,15 @@ def restore(
         duration_ms=duration_ms,
         tool_version=TOOL,
     )
+
+
+def check_file_name(name: str) -> str:
+    """``name`` if it can name a new database file beside the target; InvalidInput if not."""
+    if not _FILE_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"{name[:80]!r} cannot name a new database file: use letters, digits, _ . or -"
+        )
+    return name
 
 
 def _new_file_name(current: Path, when: datetime) -> str:

@@ -1,8 +1,9 @@
 """The job worker: ``python -m admin.jobs.worker JOB_ID``, a child process of a supervisor.
 
 It reads its job from the store, takes the target's migration lock, runs the job through
-the engine and writes one JSON line per event on stdout (``admin.jobs.protocol``). It
-writes nothing to the store itself: the supervisor stores the lines and the outcome.
+the engine and writes one JSON line per event on stdout (``admin.jobs.protocol``). The
+supervisor stores the lines and the outcome; the only store writes made here are the
+backup handlers' Backup rows and their audit events (``admin.backups.records``).
 Alembic's module-global state lives here, never in the web process.
 """
 
@@ -20,6 +21,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from admin import migrations
+from admin.backups import gate as backup_gate
+from admin.backups import handlers as backup_handlers
 from admin.config import Settings, load_settings
 from admin.errors import AdminError, describe
 from admin.jobs.protocol import Emitter, Message
@@ -56,8 +59,9 @@ class Context:
 
 
 Handler = Callable[[Context], int]
-# Steps run before a migration's first SQL (the production backup gate adds itself here).
-BEFORE_MIGRATION: list[Callable[[Context], None]] = []
+# Steps run before a migration's first SQL: the backup gate (a no-op unless
+# settings.backups_gate_migrations) takes and verifies a backup first.
+BEFORE_MIGRATION: list[Callable[[Context], None]] = [backup_gate.before_migration]
 
 
 def _describe_db_error(exc: DBAPIError) -> str:
@@ -142,6 +146,7 @@ HANDLERS: dict[JobKind, Handler] = {
     JobKind.UPGRADE: run_migration,
     JobKind.DOWNGRADE: run_migration,
     JobKind.STAMP: run_migration,
+    **backup_handlers.HANDLERS,  # backup, verify, restore
 }
 
 
