@@ -131,6 +131,9 @@ def destination(plan: Plan) -> tuple[str, ...]:
 
 def make_preview(project: Project, url: str, request: PreviewRequest) -> Preview:
     """The plan and its SQL (raises MigrationError / UnknownRevision / Unavailable)."""
+    # Re-read the revision files now, as a job's submission will: its fingerprint check
+    # compares against this plan.
+    project.graph(max_age=0)
     if request.start is None:
         _, current = migrations.read_current(project, url)
     else:

@@ -34,7 +34,7 @@ def python_source(text: str) -> Markup:
     if len(text) > MAX_HIGHLIGHTED:
         return _plain(text)
     formatter = HtmlFormatter(cssclass=CSS_CLASS, linenos="table", wrapcode=True)
-    return Markup(highlight(text, _PYTHON, formatter))
+    return Markup(highlight(text, _PYTHON, formatter).rstrip("\n"))
 
 
 @lru_cache(maxsize=64)
@@ -43,7 +43,7 @@ def sql(text: str) -> Markup:
     if len(text) > MAX_HIGHLIGHTED:
         return _plain(text)
     formatter = HtmlFormatter(cssclass=CSS_CLASS, wrapcode=True)
-    return Markup(highlight(text, _SQL, formatter))
+    return Markup(highlight(text, _SQL, formatter).rstrip("\n"))
 
 
 def stylesheet() -> str:
