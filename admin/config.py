@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         description="Seconds without a heartbeat after which a running job counts as gone.",
     )
     sse_max_streams: int = Field(8, ge=1, description="Open live-log streams allowed per session.")
+    sse_keepalive: float = Field(
+        15.0,
+        gt=0,
+        le=60,
+        description="Seconds between keep-alive comments on an idle live-log stream "
+        "(proxies close connections that stay silent much longer).",
+    )
 
     # Backups.
     backup_format: Literal["custom", "plain"] = Field(

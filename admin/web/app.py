@@ -18,7 +18,7 @@ from admin.runtime import Runtime
 from admin.store.models import Source
 from admin.web import assets, errors
 from admin.web.render import make_templates
-from admin.web.routes import account, api, auth, dashboard, ops, tokens
+from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
 from admin.web.routes import preview as preview_routes
 from admin.web.routes import revisions as revisions_routes
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1024 * 1024
 # Each module owns one noun; a new room adds its module here.
 ROUTERS = (
-    *(auth, account, dashboard, users_routes, tokens, api, ops),
+    *(auth, account, dashboard, users_routes, tokens, api, ops, jobs, api_jobs),
     # Reading: history, revision pages, SQL preview, and their JSON API.
     *(revisions_routes, preview_routes, reading_api),
 )

@@ -85,6 +85,11 @@ def _audit_denied(request: Request, reason: str) -> None:
         log.exception("could not audit a denied request to %s", request.url.path)
 
 
+def answer_401_plainly(request: Request) -> None:
+    """Mark a request whose 401 must stay a 401 (an EventSource cannot follow a sign-in page)."""
+    request.state.plain_401 = True
+
+
 def _sign_in_url(request: Request) -> str:
     target = request.url.path
     if request.url.query:
@@ -114,7 +119,7 @@ def error_response(
             status_code=status,
             headers=extra,
         )
-    if status == 401:
+    if status == 401 and not getattr(request.state, "plain_401", False):
         response = _redirect(request, _sign_in_url(request))
         stale = principals.cookie_name(request, principals.SESSION_COOKIE)
         if stale in request.cookies:

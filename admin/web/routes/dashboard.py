@@ -9,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import migrations
+from admin.web import principal as principals
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
+from admin.web.routes.jobs import recent_views
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,4 +27,6 @@ def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Respo
     project = migrations.open_project(settings.alembic_config)
     status = migrations.read_status(project, settings.database_url)
     context = {"status": status, "pending_shown": PENDING_SHOWN}
+    if not principals.wants_fragment(request):
+        context["recent_jobs"] = recent_views(runtime)
     return render(request, "dashboard.html", context, block="migration_state")

@@ -1,0 +1,175 @@
+"""Submitting and cancelling jobs from the panel and the API: what a person must confirm.
+
+A downgrade or a stamp (both move the database's revision backwards or without running
+anything) needs the target typed again, and in production the requester's own password.
+Then ``Runner.submit`` checks the plan and the one-active-job rule (its refusals are
+audited by ``admin.jobs.queue``). Refusals decided here are audited here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from admin import audit, migrations
+from admin.auth import reauth
+from admin.errors import AdminError, Conflict, InvalidInput, PermissionDenied, TooManyRequests
+from admin.jobs import JobRequest, Runner
+from admin.preview import destination
+from admin.runtime import Runtime
+from admin.store.models import Job, JobKind, User
+
+# Kinds a person may submit here (backups and restores have their own pages).
+SUBMITTABLE = (JobKind.UPGRADE, JobKind.DOWNGRADE, JobKind.STAMP)
+# Kinds that need the target typed again (and, in production, the password).
+CONFIRMED = (JobKind.DOWNGRADE, JobKind.STAMP)
+# Kinds that run a plan (the requester saw its fingerprint in the preview).
+PLANNED = (JobKind.UPGRADE, JobKind.DOWNGRADE)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a form or a JSON body asks for."""
+
+    kind: str
+    target: str
+    plan_fingerprint: str | None = None
+    confirm_target: str | None = None
+    password: str | None = None
+    # The panel's forms always carry the plan they showed; API callers may leave it out.
+    plan_required: bool = False
+
+
+def parse_kind(value: str) -> JobKind:
+    names = ", ".join(kind.value for kind in SUBMITTABLE)
+    try:
+        kind = JobKind(value.strip().lower())
+    except ValueError:
+        raise InvalidInput(f"unknown job kind {value[:40]!r}: expected one of {names}") from None
+    if kind not in SUBMITTABLE:
+        raise InvalidInput(f"{kind.value} jobs are not started here: expected one of {names}")
+    return kind
+
+
+def _refuse(
+    runtime: Runtime, actor: audit.Actor, kind: str, target: str, error: AdminError
+) -> None:
+    with runtime.transaction() as session:
+        audit.record(
+            session,
+            audit.JobRefused(kind=kind, target_revision=target or None, reason=str(error)),
+            actor,
+        )
+
+
+def _full_id(runtime: Runtime, target: str) -> str | None:
+    """The full revision id ``target`` names (an id or a unique prefix), if it names one."""
+    try:
+        project = migrations.open_project(runtime.settings.alembic_config)
+        return project.graph().get(target).id
+    except AdminError:
+        return None
+
+
+def _destination(runtime: Runtime, target: str) -> str | None:
+    """Where a downgrade to ``target`` leaves the database (what the preview asks to type)."""
+    settings = runtime.settings
+    try:
+        project = migrations.open_project(settings.alembic_config)
+        _, current = migrations.read_current(project, settings.database_url)
+        plan = migrations.make_plan(project, migrations.Direction.DOWNGRADE, target, current)
+    except AdminError:
+        return None
+    heads = destination(plan)
+    return ",".join(heads) if heads else "base"
+
+
+def _normalized(value: str) -> str:
+    return ",".join(sorted(part.strip() for part in value.replace("+", ",").split(",")))
+
+
+def check_confirmation(runtime: Runtime, kind: JobKind, target: str, typed: str | None) -> None:
+    """The requester typed the target again: as given, its full id, or (downgrade) the
+    revision the database will be at afterwards, as the preview shows it."""
+    if kind not in CONFIRMED:
+        return
+    typed = (typed or "").strip()
+    what = "downgrade" if kind is JobKind.DOWNGRADE else "stamp"
+    if not typed:
+        raise InvalidInput(
+            f"to confirm the {what}, type the target revision {target!r} in the confirmation field"
+        )
+    if typed == target or typed == _full_id(runtime, target):
+        return
+    after = _destination(runtime, target) if kind is JobKind.DOWNGRADE else None
+    if after is not None and _normalized(typed) == _normalized(after):
+        return
+    where = f" (or {after!r}, where the database will be)" if after else ""
+    raise InvalidInput(
+        f"the confirmation {typed[:60]!r} does not match the target revision {target!r}"
+        f"{where}: type it exactly to confirm the {what}"
+    )
+
+
+def check_password(
+    runtime: Runtime, user: User, kind: JobKind, password: str | None, client_addr: str | None
+) -> None:
+    """Production: a downgrade or a stamp needs the requester's password (403, 429)."""
+    if kind not in CONFIRMED or not runtime.settings.is_production:
+        return
+    purpose = f"a {kind.value} in production"
+    with runtime.transaction() as session:
+        refusal = reauth.reconfirm(
+            session,
+            runtime.settings,
+            user,
+            password or "",
+            client_addr=client_addr,
+            purpose=purpose,
+        )
+    if refusal is None:
+        return
+    if refusal.status == 429:
+        raise TooManyRequests(refusal.message)
+    # The error handler audits every 403 (AccessDenied, with this message).
+    raise PermissionDenied(refusal.message, title="Password required")
+
+
+def submit(
+    runtime: Runtime, runner: Runner, user: User, actor: audit.Actor, asked: Submission
+) -> Job:
+    """Check what the requester confirmed, then queue the job and start its worker."""
+    target = asked.target.strip()
+    try:
+        kind = parse_kind(asked.kind)
+        if not target:
+            raise InvalidInput("name a target revision (head, a revision id, base, -1, ...)")
+        if asked.plan_required and kind in PLANNED and not asked.plan_fingerprint:
+            raise InvalidInput(
+                f"the form does not say which plan you were shown: preview the {kind.value} "
+                "and apply it from there"
+            )
+        check_confirmation(runtime, kind, target, asked.confirm_target)
+    except InvalidInput as error:
+        _refuse(runtime, actor, asked.kind[:16], target[:255], error)
+        raise
+    check_password(runtime, user, kind, asked.password, actor.client_addr)
+    request = JobRequest(kind, target, asked.plan_fingerprint or None)
+    return runner.submit(request, actor)
+
+
+def cancel(runtime: Runtime, runner: Runner, job_id: int, actor: audit.Actor, path: str) -> Job:
+    """Ask a job to stop; a refusal (it already ended: 409) is audited too."""
+    try:
+        return runner.cancel(job_id, actor)
+    except Conflict as error:
+        with runtime.transaction() as session:
+            audit.record(
+                session,
+                audit.AccessDenied(
+                    method="POST", path=path[:400], status=409, reason=str(error)[:500]
+                ),
+                actor,
+            )
+        # Audited: the error handler must not record it a second time.
+        setattr(error, "audited", True)  # noqa: B010 - AdminError.audited, where defined
+        raise

@@ -1,0 +1,168 @@
+"""Live job logs over Server-Sent Events (``fastapi.sse``), for the pages and the API.
+
+- Each stored line is one event whose id is its sequence number. A stream starts after
+  ``max(after=, Last-Event-ID)``: the browser's own reconnect sends the header, and the
+  page's ``after=`` follows the last line it shows (static/app.js), so a reconnect that
+  sends no header (the htmx extension re-creating its EventSource) resumes as well.
+- Lines come from ``LogHub.follow`` (from the store: any replica can serve any job).
+- A line's text is HTML-escaped, and its line breaks become ``&#10;``: one fragment is one
+  ``data:`` line, and nothing in a log line can end an event or start another.
+- Streams need a session or an API token (401, never a redirect), and each session or
+  token may hold ``SSE_MAX_STREAMS`` of them open at once (429 for the next).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from fastapi.sse import ServerSentEvent
+from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from admin.errors import NotAuthenticated, PermissionDenied, TooManyRequests
+from admin.jobs import Finished, LogHub, Published, queue
+from admin.web import principal as principals
+from admin.web.errors import answer_401_plainly
+
+# How long a browser waits before its own reconnect (milliseconds).
+RETRY_MS = 1500
+_CLASS_NAME = re.compile(r"^[a-z]{1,16}$")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def line_html(seq: int, level: str, stream: str, text: str) -> Markup:
+    """One log line as an HTML fragment on a single line (the page and the stream share it)."""
+    level_class = level if _CLASS_NAME.match(level) else "info"
+    stream_class = stream if _CLASS_NAME.match(stream) else "stdout"
+    body = _LINE_BREAK.sub("&#10;", str(escape(text.replace("\x00", "\ufffd"))))
+    return Markup(
+        f'<div class="log-line level-{level_class} stream-{stream_class}" id="line-{seq}" '
+        f'data-seq="{seq}">{body}</div>'
+    )
+
+
+def resume_after(after: int, last_event_id: str | None) -> int:
+    """Where a stream starts: after the later of ``after=`` and ``Last-Event-ID``."""
+    value = (last_event_id or "").strip()
+    last = int(value) if value.isdigit() and len(value) < 12 else 0
+    return max(after, last)
+
+
+# Open streams per session or token.
+
+
+class StreamSlots:
+    """Counts open streams per caller (used from the event loop only: no lock needed)."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def acquire(self, key: str, limit: int) -> bool:
+        if self._open[key] >= limit:
+            return False
+        self._open[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+
+    def held(self, key: str) -> int:
+        return self._open[key]
+
+
+def slots_of(app: FastAPI) -> StreamSlots:
+    slots: StreamSlots | None = getattr(app.state, "sse_slots", None)
+    if slots is None:
+        slots = StreamSlots()
+        app.state.sse_slots = slots
+    return slots
+
+
+def hub_of(request: Request) -> LogHub:
+    hub: LogHub = request.app.state.hub
+    return hub
+
+
+async def stream_caller(request: Request) -> AsyncIterator[principals.Principal]:
+    """A signed-in caller holding one of their stream slots until the stream ends."""
+    answer_401_plainly(request)
+    principal = await run_in_threadpool(principals.resolve, request)
+    if principal is None:
+        raise NotAuthenticated("Sign in to follow a job's live log.")
+    if principal.user.must_change_password:
+        raise PermissionDenied(f"{principal.user.username!r} must choose a new password first.")
+    if principal.token_id is not None:
+        key = f"token:{principal.token_id}"
+    else:
+        key = f"session:{principal.session_id}"
+    limit = principals.runtime_of(request).settings.sse_max_streams
+    slots = slots_of(request.app)
+    if not slots.acquire(key, limit):
+        raise TooManyRequests(
+            f"This session already follows {limit} live logs, the most it may. Close the "
+            "job pages you no longer watch (or their tabs) and reload this one.",
+            title="Too many live logs",
+        )
+    try:
+        yield principal
+    finally:
+        slots.release(key)
+
+
+StreamCaller = Annotated[principals.Principal, Depends(stream_caller)]
+
+
+def _existing_job(request: Request, job_id: int) -> int:
+    with principals.runtime_of(request).reads() as session:
+        return queue.get(session, job_id).id
+
+
+async def stream_job(request: Request, job_id: int, caller: StreamCaller) -> int:
+    """The job's id once the caller may follow it and it exists (404 before streaming)."""
+    return await run_in_threadpool(_existing_job, request, job_id)
+
+
+StreamJob = Annotated[int, Depends(stream_job)]
+
+
+# The events.
+
+
+def html_line(line: Published) -> Iterable[ServerSentEvent]:
+    fragment = line_html(line.seq, line.level, line.stream, line.text)
+    yield ServerSentEvent(raw_data=str(fragment), id=str(line.seq), event="line")
+    if line.level == "step":
+        # No id: the last event id stays the line's. The page refreshes its progress.
+        yield ServerSentEvent(raw_data=str(line.seq), event="step")
+
+
+def html_done(status: str) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=status, event="done")
+
+
+async def events(
+    hub: LogHub,
+    job_id: int,
+    after: int,
+    keepalive: float,
+    line_events: Callable[[Published], Iterable[ServerSentEvent]],
+    done_event: Callable[[str], ServerSentEvent],
+) -> AsyncIterator[ServerSentEvent]:
+    """The job's lines after ``after`` as events, keep-alive comments, then ``done``."""
+    yield ServerSentEvent(comment=f"job {job_id}, lines after {after}", retry=RETRY_MS)
+    async for item in hub.follow(job_id, after, keepalive=keepalive):
+        if item is None:
+            yield ServerSentEvent(comment="keep-alive")
+        elif isinstance(item, Finished):
+            yield done_event(item.status)
+            return
+        else:
+            for event in line_events(item):
+                yield event

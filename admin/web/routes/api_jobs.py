@@ -1,0 +1,268 @@
+"""Jobs in the JSON API: submit, list, read, the log as JSON, and the live log as SSE."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin.jobs import Published, queue
+from admin.store.models import Job, JobLine, JobStatus
+from admin.web import job_requests, livelog
+from admin.web import principal as principals
+from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
+from admin.web.routes.jobs import PAGE_SIZE, Filters, RunnerDep
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+LOG_PAGE = 1000
+Kind = Literal["upgrade", "downgrade", "stamp", "backup", "restore"]
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class JobCreate(BaseModel):
+    """A job to start: like the panel's Apply form."""
+
+    kind: Literal["upgrade", "downgrade", "stamp"]
+    target: str = Field(
+        min_length=1,
+        max_length=255,
+        description="head, heads, base, a revision id or prefix, branch@head, +N / -N",
+    )
+    plan_fingerprint: str | None = Field(
+        None,
+        max_length=64,
+        description="The fingerprint of the plan you reviewed; a job whose plan changed "
+        "since is refused (409). Leave it out to run whatever the plan is now.",
+    )
+    confirm_target: str | None = Field(
+        None, max_length=255, description="Downgrade and stamp: the target typed again."
+    )
+    password: str | None = Field(
+        None,
+        max_length=2048,
+        description="Production, downgrade and stamp: the password of the token's user.",
+    )
+
+
+class JobOut(BaseModel):
+    """A job, as the job page shows it."""
+
+    id: int
+    kind: Kind
+    status: Status
+    target_revision: str | None
+    target_database: str = Field(description="The target's URL, password masked.")
+    plan: list[str] | None = Field(description="Revision ids, in the order they run.")
+    plan_fingerprint: str | None
+    sql_fingerprint: str | None
+    revision_before: str | None
+    revision_after: str | None
+    steps_total: int
+    steps_done: int
+    requested_by: str
+    requested_role: str | None
+    source: Literal["web", "api", "cli", "entrypoint"]
+    client_addr: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    exit_code: int | None
+    error: str | None
+    cancel_requested_by: str | None
+    backup_id: int | None
+    url: str = Field(description="The job's page in the panel.")
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        end = job.finished_at
+        duration = (end - job.started_at).total_seconds() if end and job.started_at else None
+        return cls(
+            id=job.id,
+            kind=job.kind,  # type: ignore[arg-type]
+            status=job.status,  # type: ignore[arg-type]
+            target_revision=job.target_revision,
+            target_database=job.target_display,
+            plan=list(job.plan) if job.plan is not None else None,
+            plan_fingerprint=job.plan_fingerprint,
+            sql_fingerprint=job.sql_fingerprint,
+            revision_before=job.revision_before,
+            revision_after=job.revision_after,
+            steps_total=job.steps_total,
+            steps_done=job.steps_done,
+            requested_by=job.requested_by,
+            requested_role=job.requested_role,
+            source=job.source,  # type: ignore[arg-type]
+            client_addr=job.client_addr,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            duration_seconds=duration,
+            exit_code=job.exit_code,
+            error=job.error,
+            cancel_requested_by=job.cancel_requested_by,
+            backup_id=job.backup_id,
+            url=f"/jobs/{job.id}",
+        )
+
+
+class JobPage(BaseModel):
+    """Jobs, newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    jobs: list[JobOut]
+    next_before: int | None
+
+
+class LogLine(BaseModel):
+    seq: int = Field(description="1, 2, 3, ... within the job; also the SSE event id.")
+    created_at: datetime | None = Field(
+        None, description="When the line was stored (not sent in live events)."
+    )
+    level: str = Field(description="debug, info, step, sql, warning or error")
+    stream: str = Field(description="stdout, stderr (the worker's) or runner")
+    text: str
+
+
+class LogPage(BaseModel):
+    """Lines after ``after``; ``complete`` once the job has ended and every line is here."""
+
+    job_id: int
+    status: Status
+    lines: list[LogLine]
+    next_after: int = Field(description="Pass as ``after`` for the next lines.")
+    complete: bool
+
+
+class Done(BaseModel):
+    """The last event of a live log."""
+
+    status: Status
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    summary="Start a job",
+    responses={
+        400: {"description": "Bad kind, target or confirmation"},
+        403: {"description": "Role below operator, or a wrong password"},
+        409: {"description": "The plan changed, or another job is active on the target"},
+    },
+)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    runtime: RuntimeDep,
+    runner: RunnerDep,
+    user: OperatorUser,
+    actor: ActorDep,
+) -> JobOut:
+    """Queue a job and start its worker (operator and up); follow it at ``/events``."""
+    asked = job_requests.Submission(
+        body.kind, body.target, body.plan_fingerprint, body.confirm_target, body.password
+    )
+    job = job_requests.submit(runtime, runner, user, actor, asked)
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return JobOut.of(job)
+
+
+@router.get("", response_model=JobPage, summary="List jobs")
+def list_jobs(
+    session: StoreSession,
+    user: CurrentUser,
+    status: Status | None = None,
+    kind: Kind | None = None,
+    requested_by: Annotated[str | None, Query(alias="user", max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1, description="Only jobs with a smaller id")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
+) -> JobPage:
+    """Jobs newest first, filtered by status, kind and who asked."""
+    filters = Filters.parse(status or "", kind or "", requested_by or "")
+    jobs = queue.recent(
+        session,
+        status=filters.status or None,
+        kind=filters.kind or None,
+        user=filters.user or None,
+        before=before,
+        limit=limit + 1,
+    )
+    next_before = jobs[limit - 1].id if len(jobs) > limit else None
+    return JobPage(jobs=[JobOut.of(job) for job in jobs[:limit]], next_before=next_before)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="One job")
+def get_job(session: StoreSession, user: CurrentUser, job_id: int) -> JobOut:
+    return JobOut.of(queue.get(session, job_id))
+
+
+def _line(line: JobLine) -> LogLine:
+    return LogLine(
+        seq=line.seq,
+        created_at=line.created_at,
+        level=line.level,
+        stream=line.stream,
+        text=line.text,
+    )
+
+
+@router.get("/{job_id}/log", response_model=LogPage, summary="A job's log lines")
+def job_log(
+    session: StoreSession,
+    user: CurrentUser,
+    job_id: int,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=LOG_PAGE)] = LOG_PAGE,
+) -> LogPage:
+    """Up to ``limit`` lines after sequence number ``after``."""
+    # The job first: once it has ended, every one of its lines is stored.
+    job = queue.get(session, job_id)
+    rows = queue.lines(session, job_id, after, limit)
+    next_after = rows[-1].seq if rows else after
+    complete = not JobStatus(job.status).active and len(rows) < limit
+    return LogPage(
+        job_id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        lines=[_line(row) for row in rows],
+        next_after=next_after,
+        complete=complete,
+    )
+
+
+def _json_line(line: Published) -> Iterable[ServerSentEvent]:
+    data = LogLine(
+        seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
+    )
+    yield ServerSentEvent(data=data, id=str(line.seq), event="line")
+
+
+def _json_done(status: str) -> ServerSentEvent:
+    return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    summary="A job's live log (Server-Sent Events)",
+)
+async def job_events(
+    request: Request,
+    job: livelog.StreamJob,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """``line`` events (JSON ``LogLine``, id = seq) after ``max(after, Last-Event-ID)``,
+    keep-alive comments, then one ``done`` event with the job's final status."""
+    keepalive = principals.runtime_of(request).settings.sse_keepalive
+    start = livelog.resume_after(after, last_event_id)
+    async for event in livelog.events(
+        livelog.hub_of(request), job, start, keepalive, _json_line, _json_done
+    ):
+        yield event

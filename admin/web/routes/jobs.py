@@ -1,0 +1,260 @@
+"""Jobs: the list, a job's page with its live log, Apply (POST /jobs) and Cancel.
+
+POST /jobs is the end of the one-click path (DESIGN.md): the preview page's form sends
+``kind``, ``target`` and the ``plan_fingerprint`` it showed (and for a downgrade or a stamp
+``confirm_target``, in production also ``password``); the job is queued, its worker
+started, and the browser goes to the job's page, where the log streams live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Header, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin.errors import InvalidInput
+from admin.jobs import Runner, queue
+from admin.runtime import Runtime
+from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
+from admin.web import job_requests, livelog
+from admin.web import principal as principals
+from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
+from admin.web.render import redirect, render, safe_next
+
+router = APIRouter(prefix="/jobs", include_in_schema=False)
+
+PAGE_SIZE = 50
+# Jobs on the dashboard.
+RECENT = 5
+# Lines rendered into the page; a longer log continues through the stream.
+PAGE_LINES = 20_000
+_SECRET = 2048
+
+
+def get_runner(request: Request) -> Runner:
+    runner: Runner = request.app.state.runner
+    return runner
+
+
+RunnerDep = Annotated[Runner, Depends(get_runner)]
+
+
+# What the templates show.
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with the values its pages derive from it."""
+
+    job: Job
+    active: bool
+    duration: str
+    percent: int
+    revisions_before: list[str]
+    revisions_after: list[str]
+
+    @classmethod
+    def of(cls, job: Job, now: datetime | None = None) -> JobView:
+        active = JobStatus(job.status).active
+        end = job.finished_at or (now or utcnow())
+        seconds = (end - job.started_at).total_seconds() if job.started_at else None
+        total = job.steps_total or 0
+        percent = int(100 * job.steps_done / total) if total else (0 if active else 100)
+        return cls(
+            job=job,
+            active=active,
+            duration=duration_text(seconds),
+            percent=max(0, min(100, percent)),
+            revisions_before=_revisions(job.revision_before),
+            revisions_after=_revisions(job.revision_after),
+        )
+
+
+def _revisions(text: str | None) -> list[str]:
+    if not text or text == "base":
+        return []
+    return [part for part in text.split(",") if part]
+
+
+def recent_views(runtime: Runtime, limit: int = RECENT) -> list[JobView]:
+    """The newest jobs (the dashboard's recent jobs)."""
+    with runtime.reads() as session:
+        jobs = queue.recent(session, limit=limit)
+    now = utcnow()
+    return [JobView.of(job, now) for job in jobs]
+
+
+def _may_operate(request: Request) -> bool:
+    principal = principals.cached(request)
+    return principal is not None and principal.user.role_enum.at_least(Role.OPERATOR)
+
+
+# The list.
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = ""
+    kind: str = ""
+    user: str = ""
+
+    @classmethod
+    def parse(cls, status: str, kind: str, user: str) -> Filters:
+        status, kind, user = status.strip().lower(), kind.strip().lower(), user.strip()
+        if status and status not in {s.value for s in JobStatus}:
+            raise InvalidInput(f"unknown job status {status[:20]!r}")
+        if kind and kind not in {k.value for k in JobKind}:
+            raise InvalidInput(f"unknown job kind {kind[:20]!r}")
+        return cls(status, kind, user)
+
+    def query(self, **extra: Any) -> str:
+        values = {"status": self.status, "kind": self.kind, "user": self.user, **extra}
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+@router.get("")
+def list_jobs(
+    request: Request,
+    session: StoreSession,
+    user: CurrentUser,
+    status: Annotated[str, Query(max_length=16)] = "",
+    kind: Annotated[str, Query(max_length=16)] = "",
+    user_filter: Annotated[str, Query(alias="user", max_length=64)] = "",
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    filters = Filters.parse(status, kind, user_filter)
+    jobs = queue.recent(
+        session,
+        status=filters.status or None,
+        kind=filters.kind or None,
+        user=filters.user or None,
+        before=before,
+        limit=PAGE_SIZE + 1,
+    )
+    older = jobs[PAGE_SIZE - 1].id if len(jobs) > PAGE_SIZE else None
+    now = utcnow()
+    context = {
+        "jobs": [JobView.of(job, now) for job in jobs[:PAGE_SIZE]],
+        "filters": filters,
+        "statuses": [s.value for s in JobStatus],
+        "kinds": [k.value for k in JobKind],
+        "older_url": f"/jobs?{filters.query(before=older)}" if older else None,
+        "newest_url": f"/jobs?{filters.query()}" if before else None,
+    }
+    return render(request, "jobs.html", context, block="job_list")
+
+
+# One job.
+
+
+def _status_context(request: Request, job: Job) -> dict[str, Any]:
+    return {"job": job, "view": JobView.of(job), "may_operate": _may_operate(request)}
+
+
+@router.get("/{job_id}")
+def job_page(request: Request, session: StoreSession, user: CurrentUser, job_id: int) -> Response:
+    job = queue.get(session, job_id)
+    context = _status_context(request, job)
+    if principals.wants_fragment(request):
+        return render(request, "job.html", context, block="job_status")
+    # The job first, then its lines: once the job has ended, all its lines are stored.
+    lines = queue.lines(session, job_id, 0, PAGE_LINES)
+    last = lines[-1].seq if lines else 0
+    complete = len(lines) < PAGE_LINES
+    context.update(
+        {
+            "log_html": Markup("").join(
+                livelog.line_html(line.seq, line.level, line.stream, line.text) for line in lines
+            ),
+            "last_seq": last,
+            "log_complete": complete,
+            # Live while the job runs, or until a log longer than the page has streamed.
+            "follow": context["view"].active or not complete,
+        }
+    )
+    return render(request, "job.html", context, block="job_status")
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse)
+async def job_events(
+    request: Request,
+    job: livelog.StreamJob,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: each line as an HTML fragment (``line``), then ``done``."""
+    keepalive = principals.runtime_of(request).settings.sse_keepalive
+    start = livelog.resume_after(after, last_event_id)
+    async for event in livelog.events(
+        livelog.hub_of(request), job, start, keepalive, livelog.html_line, livelog.html_done
+    ):
+        yield event
+
+
+# Apply and Cancel.
+
+
+@router.post("")
+def submit_job(
+    request: Request,
+    runtime: RuntimeDep,
+    runner: RunnerDep,
+    user: OperatorUser,
+    actor: ActorDep,
+    kind: Annotated[str, Form(max_length=16)] = "",
+    target: Annotated[str, Form(max_length=255)] = "",
+    plan_fingerprint: Annotated[str, Form(max_length=64)] = "",
+    confirm_target: Annotated[str, Form(max_length=255)] = "",
+    password: Annotated[str, Form(max_length=_SECRET)] = "",
+) -> Response:
+    asked = job_requests.Submission(
+        kind, target, plan_fingerprint, confirm_target, password, plan_required=True
+    )
+    job = job_requests.submit(runtime, runner, user, actor, asked)
+    shown = f" to {job.target_revision}" if job.target_revision else ""
+    return redirect(
+        request,
+        f"/jobs/{job.id}",
+        message=f"Job {job.id} started: {job.kind}{shown}.",
+        level="info",
+    )
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(
+    request: Request,
+    runtime: RuntimeDep,
+    runner: RunnerDep,
+    user: OperatorUser,
+    actor: ActorDep,
+    job_id: int,
+    next: Annotated[str, Form(max_length=400)] = "",
+) -> Response:
+    job = job_requests.cancel(runtime, runner, job_id, actor, request.url.path)
+    return redirect(
+        request,
+        safe_next(next, f"/jobs/{job.id}"),
+        message=f"Job {job.id} is being cancelled: its running statement is stopped and its "
+        "transaction rolled back.",
+        level="warning",
+    )
