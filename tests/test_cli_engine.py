@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from admin import migrations
 from admin.migrations import Command
-from tests.conftest import Rev
+from tests.conftest import Rev, write_revision
 
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
@@ -674,3 +675,39 @@ def test_two_migrate_processes_started_together_run_the_migration_once(
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
     engine.dispose()
+
+
+# --- the engine's freshness check (the bench's hot-spot fix in admin/migrations/project.py) --
+
+
+def test_an_added_revision_file_is_seen_past_max_age_without_a_full_scan(
+    project_ini: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from admin.migrations import project as project_module
+
+    project = migrations.Project(project_ini)
+    assert project.graph().heads == (HEAD,)
+    versions = project_ini.parent / "migrations" / "versions"
+    scans: list[int] = []
+    full_scan = project._folders_fingerprint
+
+    def counted() -> str:
+        scans.append(1)
+        return full_scan()
+
+    monkeypatch.setattr(project, "_folders_fingerprint", counted)
+    monkeypatch.setattr(project_module, "FULL_SCAN_EVERY", 3600.0)
+    project.graph(max_age=1e-9)
+    assert scans == []  # only the folders were stat'ed
+
+    write_revision(versions, Rev("f8f8f8f8f8f8", HEAD, "added later"))
+    os.utime(versions, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    assert project.graph(max_age=1e-9).heads == ("f8f8f8f8f8f8",)
+    assert scans  # the folder changed: then every file was scanned (and reloaded)
+
+    # An edit in place leaves the folder's mtime alone: max_age=0 (runs, job submissions)
+    # always scans every file, so it is seen there at once.
+    path = project.graph().get("f8f8").path
+    path.write_text(path.read_text().replace("added later", "edited in place"))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 2_000_000))
+    assert project.graph(max_age=0).get("f8f8").message == "edited in place"

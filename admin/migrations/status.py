@@ -81,12 +81,14 @@ def has_version_table(connection: Connection, version_table: str = "alembic_vers
 def read_current(project: Project, url: str) -> tuple[bool, tuple[str, ...]]:
     """(has version table, current heads) of the target; raises a clear error if unreachable."""
     database.check_exists(url)
+    table = project.version_table
     try:
         with database.engine_for(url).connect() as connection:
-            table = project.version_table
-            if not has_version_table(connection, table):
-                return False, ()
-            return True, current_heads(connection, table)
+            # get_current_heads looks for the table itself: ask again only at base.
+            heads = current_heads(connection, table)
+            if heads:
+                return True, heads
+            return has_version_table(connection, table), ()
     except SQLAlchemyError as exc:
         raise database.unreachable(url, exc) from exc
 
