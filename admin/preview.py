@@ -16,10 +16,19 @@ from sqlalchemy.orm import Session
 from admin import audit, migrations
 from admin.errors import InvalidInput
 from admin.history import dialect_of
-from admin.migrations import Direction, Graph, MigrationError, Plan, Project, SqlScript
+from admin.migrations import (
+    Direction,
+    Graph,
+    MigrationError,
+    Plan,
+    Project,
+    SqlScript,
+    UnknownRevision,
+)
 
 MAX_START = 400
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_ID_PREFIX = re.compile(r"^[0-9A-Za-z_]+$")
 
 
 class NotRenderable(MigrationError):
@@ -120,6 +129,22 @@ def resolve_start(graph: Graph, value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def resolve_target(graph: Graph, target: str) -> str:
+    """A revision id prefix becomes the full id (Alembic wants 4 characters and says little
+    when a prefix is ambiguous); keywords, relative steps and branch targets stay as given."""
+    if target in ("head", "heads", "base") or target in graph.by_id:
+        return target
+    if not _ID_PREFIX.match(target):
+        return target
+    try:
+        return graph.get(target).id
+    except UnknownRevision:
+        raise UnknownRevision(
+            f"no revision matches {target!r}: give a revision id (or a unique prefix), "
+            "head, heads, base, branch@head or a relative step such as +1 / -1"
+        ) from None
+
+
 def destination(plan: Plan) -> tuple[str, ...]:
     """The database's heads after the plan runs (walking its steps from ``plan.current``)."""
     heads = list(plan.current)
@@ -133,12 +158,13 @@ def make_preview(project: Project, url: str, request: PreviewRequest) -> Preview
     """The plan and its SQL (raises MigrationError / UnknownRevision / Unavailable)."""
     # Re-read the revision files now, as a job's submission will: its fingerprint check
     # compares against this plan.
-    project.graph(max_age=0)
+    graph = project.graph(max_age=0)
+    target = resolve_target(graph, request.target)
     if request.start is None:
         _, current = migrations.read_current(project, url)
     else:
-        current = resolve_start(project.graph(), request.start)
-    plan = migrations.make_plan(project, request.direction, request.target, current)
+        current = resolve_start(graph, request.start)
+    plan = migrations.make_plan(project, request.direction, target, current)
     dialect = dialect_of(url)
     script = migrations.render(project, plan, url, dialect)
     return Preview(

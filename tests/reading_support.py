@@ -100,12 +100,13 @@ def sqlite_target(path: Path, heads: tuple[str, ...] | None) -> str:
 
 
 def stamp(url: str, heads: tuple[str, ...] | None) -> None:
-    """Write the version table by hand (what `alembic stamp` leaves), or only connect."""
+    """Write the version table by hand (what `alembic stamp` leaves); ``None``: no table."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
             connection.execute(text("SELECT 1"))
             if heads is None:
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
                 return
             connection.execute(
                 text(
