@@ -13,6 +13,8 @@ class AdminError(Exception):
     status: int = 400
     title: str = "Request refused"
     exit_code: int = 1
+    # True once a service has audited this refusal itself; the web layer then does not.
+    audited: bool = False
 
     def __init__(self, message: str, *, title: str | None = None) -> None:
         super().__init__(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from admin import audit
-from admin.cli.base import Commands, runtime
+from admin.cli.base import Commands, cli_actor, runtime
 from admin.config import Settings
 
 
@@ -16,14 +16,28 @@ def register(commands: Commands) -> None:
         "verify",
         help="check the audit hash chain",
         description="Walk the audit hash chain. Exit 0 and print the head hash and the count "
-        "when it is whole; exit 1 and name the first broken row otherwise.",
+        "when it is whole; exit 1 and name the first broken row otherwise. The check itself "
+        "is recorded (audit-verified, with its result) after the walk.",
     )
     verify.set_defaults(handler=verify_chain)
 
 
 def verify_chain(args: argparse.Namespace, settings: Settings) -> int:
-    with runtime(settings) as rt, rt.sessions() as session:
-        report = audit.verify(session)
+    with runtime(settings) as rt:
+        with rt.reads() as session:
+            report = audit.verify(session)
+        with rt.transaction() as session:
+            audit.record(
+                session,
+                audit.AuditVerified(
+                    count=report.count,
+                    head=report.head,
+                    broken_id=report.broken_id,
+                    problem=report.problem,
+                    outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
+                ),
+                cli_actor(),
+            )
     if report.ok:
         print(f"audit chain intact: {report.count} events, head {report.head}")
         return 0

@@ -73,6 +73,7 @@ def _refuse(rt: Runtime, request: JobRequest, actor: audit.Actor, error: AdminEr
             ),
             actor,
         )
+    error.audited = True
     raise error
 
 

@@ -20,6 +20,7 @@ from admin.web import assets, errors
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
+from admin.web.routes import audit as audit_routes
 from admin.web.routes import preview as preview_routes
 from admin.web.routes import revisions as revisions_routes
 from admin.web.routes import users as users_routes
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1024 * 1024
 # Each module owns one noun; a new room adds its module here.
 ROUTERS = (
-    *(auth, account, dashboard, users_routes, tokens, api, ops, jobs, api_jobs),
+    *(auth, account, dashboard, users_routes, tokens, api, ops, jobs, api_jobs, audit_routes),
     # Reading: history, revision pages, SQL preview, and their JSON API.
     *(revisions_routes, preview_routes, reading_api),
 )

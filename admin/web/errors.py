@@ -3,7 +3,8 @@
 Handlers for ``AdminError`` (status, title, message), FastAPI's validation errors and
 Starlette's HTTP errors (404, 405, 413), plus a catch-all that logs an unexpected
 exception and answers with a plain apology. Nobody ever sees a traceback.
-A 401 on a page sends the browser to sign in; every 403 is audited as AccessDenied.
+A 401 on a page sends the browser to sign in; every 403 and 409 is audited as AccessDenied
+(``record_refusal`` for a route that renders a refusal itself).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -61,7 +63,7 @@ def _principal(request: Request) -> principals.Principal | None:
         return None
 
 
-def _audit_denied(request: Request, reason: str) -> None:
+def _audit_denied(request: Request, status: int, reason: str) -> None:
     principal = principals.cached(request)
     api = principals.is_api(request)
     if principal is not None:
@@ -76,7 +78,7 @@ def _audit_denied(request: Request, reason: str) -> None:
             "anonymous", None, Source.API if api else Source.WEB, principals.client_addr(request)
         )
     event = audit.AccessDenied(
-        method=request.method, path=request.url.path[:400], status=403, reason=reason[:500]
+        method=request.method, path=request.url.path[:400], status=status, reason=reason[:500]
     )
     try:
         with principals.runtime_of(request).transaction() as session:
@@ -88,6 +90,19 @@ def _audit_denied(request: Request, reason: str) -> None:
 def answer_401_plainly(request: Request) -> None:
     """Mark a request whose 401 must stay a 401 (an EventSource cannot follow a sign-in page)."""
     request.state.plain_401 = True
+
+
+def record_refusal(request: Request, session: Session, actor: audit.Actor, exc: AdminError) -> None:
+    """Audit a 403/409 that a route catches and renders itself, in the route's transaction."""
+    if exc.status not in (403, 409) or exc.audited:
+        return
+    event = audit.AccessDenied(
+        method=request.method,
+        path=request.url.path[:400],
+        status=exc.status,
+        reason=exc.message[:500],
+    )
+    audit.record(session, event, actor)
 
 
 def _sign_in_url(request: Request) -> str:
@@ -108,8 +123,10 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The answer for an error, shaped for the caller: JSON, an htmx fragment, or a page."""
-    if status == 403:
-        _audit_denied(request, message)
+    # Refusals (403 role or origin, 409 conflict) are audited, unless the service that
+    # refused already recorded its own event (AdminError.audited, e.g. job-refused).
+    if status in (403, 409) and not getattr(request.state, "refusal_audited", False):
+        _audit_denied(request, status, message)
     if principals.is_api(request):
         extra = dict(headers or {})
         if status == 401:
@@ -144,6 +161,7 @@ def error_response(
 
 def _admin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminError)
+    request.state.refusal_audited = exc.audited
     return error_response(request, exc.status, exc.title, exc.message)
 
 

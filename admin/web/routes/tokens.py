@@ -12,6 +12,7 @@ from admin.auth import tokens, users
 from admin.errors import AdminError, InvalidInput
 from admin.store.models import Role, utcnow
 from admin.web.deps import ActorDep, RuntimeDep, StoreSession, require_role
+from admin.web.errors import record_refusal
 from admin.web.render import redirect, render
 
 router = APIRouter(
@@ -72,6 +73,7 @@ def create_token(
             expires_in_days=_days(expires_in_days),
         )
     except AdminError as exc:
+        record_refusal(request, session, actor, exc)
         form = {"name": name, "username": username, "expires_in_days": expires_in_days}
         return _page(request, session, error=exc.message, status=exc.status, form=form)
     row = created.row

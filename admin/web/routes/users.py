@@ -12,6 +12,7 @@ from admin.auth import passwords, users
 from admin.errors import AdminError
 from admin.store.models import Role
 from admin.web.deps import ActorDep, StoreSession, require_role
+from admin.web.errors import record_refusal
 from admin.web.render import redirect, render
 
 router = APIRouter(
@@ -68,6 +69,7 @@ def add_user(
             session, actor, username, users.parse_role(role), password, check_password=False
         )
     except AdminError as exc:
+        record_refusal(request, session, actor, exc)
         form = {"username": username, "role": role}
         return _page(request, session, error=exc.message, status=exc.status, form=form)
     return _shown_once(
