@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 from admin import __version__, audit
 from admin.auth import users
+from admin.backups import actions as backup_actions
 from admin.config import Settings
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
@@ -20,6 +21,7 @@ from admin.web import assets, errors
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
+from admin.web.routes import backups as backups_routes
 from admin.web.routes import audit as audit_routes
 from admin.web.routes import preview as preview_routes
 from admin.web.routes import revisions as revisions_routes
@@ -35,6 +37,7 @@ ROUTERS = (
     *(auth, account, dashboard, users_routes, tokens, api, ops, jobs, api_jobs, audit_routes),
     # Reading: history, revision pages, SQL preview, and their JSON API.
     *(revisions_routes, preview_routes, reading_api),
+    backups_routes,
 )
 
 
@@ -66,6 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
             hub.bind(asyncio.get_running_loop())
             runner = Runner(runtime, publish=hub.publish)
             runner.start()
+            # After recovery: partial files of killed backups, an unwritable BACKUP_DIR (logged).
+            backup_actions.prepare(runtime, audit.Actor("system", None, Source.WEB))
             app.state.hub = hub
             app.state.runner = runner
             yield

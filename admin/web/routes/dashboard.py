@@ -12,6 +12,7 @@ from admin import migrations
 from admin.web import principal as principals
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
+from admin.web.routes.backups import last_backup_view
 from admin.web.routes.jobs import recent_views
 
 router = APIRouter(include_in_schema=False)
@@ -29,4 +30,5 @@ def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Respo
     context = {"status": status, "pending_shown": PENDING_SHOWN}
     if not principals.wants_fragment(request):
         context["recent_jobs"] = recent_views(runtime)
+        context["last_backup"] = last_backup_view(runtime)
     return render(request, "dashboard.html", context, block="migration_state")
