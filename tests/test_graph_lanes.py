@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import Rev
-from reading_support import CRM_INI, make_project
+from reading_support import CRM_INI, Rev, make_project
 
 from admin import migrations
 from admin.web import graph_lanes

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Rev
 from fastapi.testclient import TestClient
 from reading_support import (
     CRM_HEAD,
@@ -15,6 +14,7 @@ from reading_support import (
     IRREVERSIBLE,
     Apps,
     Panel,
+    Rev,
     audit_events,
     make_project,
     stamp,

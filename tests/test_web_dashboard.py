@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import Rev
 from helpers import page_soup
-from reading_support import CRM_HEAD, CRM_INI, CRM_ORDER, Panel, linear, make_project, stamp
+from reading_support import CRM_HEAD, CRM_INI, CRM_ORDER, Panel, Rev, linear, make_project, stamp
 
 from admin import migrations
 from admin.config import normalize_database_url

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Rev
 from helpers import body_csrf_header, page_soup
 from reading_support import (
     CRM_HEAD,
@@ -16,6 +15,7 @@ from reading_support import (
     IRREVERSIBLE,
     Apps,
     Panel,
+    Rev,
     audit_events,
     make_project,
     stamp,

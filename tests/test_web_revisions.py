@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Rev
 from helpers import page_soup
 from reading_support import (
     CRM_HEAD,
@@ -17,6 +16,7 @@ from reading_support import (
     IRREVERSIBLE,
     Apps,
     Panel,
+    Rev,
     make_project,
     many_revisions,
     stamp,
