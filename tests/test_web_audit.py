@@ -7,7 +7,6 @@ and from both exports exactly, in order, with the right actors, sources and revi
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
 import logging
@@ -49,7 +48,6 @@ PROJECT = [
         "op.drop_table('b')",
     ),
 ]
-OS_USER = getpass.getuser()
 
 
 @dataclass
@@ -72,14 +70,27 @@ class World:
         return TestClient(self.client.app)  # type: ignore[arg-type]
 
 
+def _apply_from_preview(world: World, client: TestClient, target: str) -> int:
+    """Preview an upgrade to ``target`` and press its Apply button; the job's id when done."""
+    page = client.get("/preview", params={"direction": "upgrade", "target": target})
+    assert page.status_code == 200, page.text[:300]
+    form = page_soup(page).select_one("form#apply-form")
+    assert form is not None and form["action"] == "/jobs"
+    data = {str(i["name"]): str(i.get("value", "")) for i in form.select("input[name]")}
+    answer = client.post("/jobs", data=data, follow_redirects=False)
+    assert answer.status_code == 303, answer.text[:300]
+    job_id = int(answer.headers["location"].rsplit("/", 1)[1])
+    assert world.client.app.state.runner.wait(job_id, timeout=60)  # type: ignore[attr-defined]
+    return job_id
+
+
 def _scripted_session(world: World) -> None:
-    """Sign in, apply, a failed apply, sign out (as alice, and at the terminal)."""
+    """Sign in, preview, apply, a failed apply, sign out: alice, in the browser."""
     world.mark = last_id(world.runtime)
     alice = world.other_client()
     assert login(alice, "alice").status_code == 303
-    # Apply (and the failed one) through the CLI: a job like the panel's, source cli.
-    assert world.cli("migrate", R1).code == 0
-    assert world.cli("migrate", R2).code == 1
+    _apply_from_preview(world, alice, R1)
+    _apply_from_preview(world, alice, R2)  # its migration fails
     signed_out = alice.post(
         "/logout", data={"csrf_token": csrf_token(alice)}, follow_redirects=False
     )
@@ -144,12 +155,14 @@ def _shape(event: AuditEvent) -> tuple[str, str, str, str, str | None]:
 
 EXPECTED = [
     ("login-succeeded", "alice", "web", "success", None),
-    ("job-queued", OS_USER, "cli", "success", R1),
-    ("job-started", OS_USER, "cli", "success", None),
-    ("job-finished", OS_USER, "cli", "success", R1),
-    ("job-queued", OS_USER, "cli", "success", R2),
-    ("job-started", OS_USER, "cli", "success", None),
-    ("job-finished", OS_USER, "cli", "failure", R1),
+    ("sql-previewed", "alice", "web", "success", None),
+    ("job-queued", "alice", "web", "success", R1),
+    ("job-started", "alice", "web", "success", None),
+    ("job-finished", "alice", "web", "success", R1),
+    ("sql-previewed", "alice", "web", "success", None),
+    ("job-queued", "alice", "web", "success", R2),
+    ("job-started", "alice", "web", "success", None),
+    ("job-finished", "alice", "web", "failure", R1),
     ("logout", "alice", "web", "success", None),
 ]
 
@@ -168,7 +181,10 @@ def test_the_session_is_recorded_in_order(world: World) -> None:
     assert finished[0].details["revision_before"] == "base"
     assert finished[1].details["revision_before"] == R1
     assert finished[1].details["error"]
-    assert [e.client_addr for e in events if e.source == "web"] == ["testclient", "testclient"]
+    assert {e.client_addr for e in events} == {"testclient"}
+    previews = [e for e in events if e.action == "sql-previewed"]
+    assert [e.target for e in previews] == [f"revision:{R1}", f"revision:{R2}"]
+    assert previews[0].details["plan_fingerprint"] == events[2].details["plan_fingerprint"]
 
 
 def test_the_page_lists_the_session_newest_first_with_links(world: World) -> None:
@@ -180,11 +196,11 @@ def test_the_page_lists_the_session_newest_first_with_links(world: World) -> Non
         shape[:4] for shape in reversed(EXPECTED)
     ]
     doc = page_soup(page)
-    queued = doc.select_one(f"#event-{events[1].id}")
+    queued = doc.select_one(f"#event-{events[2].id}")
     assert queued is not None
-    assert queued.select_one("a.job-link")["href"] == f"/jobs/{events[1].job_id}"  # type: ignore[index]
+    assert queued.select_one("a.job-link")["href"] == f"/jobs/{events[2].job_id}"  # type: ignore[index]
     assert [a["href"] for a in queued.select("a.revision-link")] == [f"/revisions/{R1}"]
-    details = doc.select_one(f"#event-{events[6].id} pre.audit-details")
+    details = doc.select_one(f"#event-{events[8].id} pre.audit-details")
     assert details is not None and json.loads(details.text)["status"] == "failed"
 
 
@@ -200,7 +216,7 @@ def test_both_exports_list_the_session_oldest_first_and_are_audited(world: World
     assert [
         (r["action"], r["actor"], r["source"], r["outcome"], r["revision"] or None) for r in rows
     ] == EXPECTED
-    assert json.loads(rows[6]["details"])["revision_after"] == R1
+    assert json.loads(rows[8]["details"])["revision_after"] == R1
     assert [r["hash"] for r in rows] == [e.hash for e in events]
 
     jsonl = world.client.get("/audit/export", params={"format": "jsonl"})
@@ -227,8 +243,8 @@ def test_the_revision_knows_who_applied_it(world: World) -> None:
         applied = audit.last_applied(session, R1)
         assert audit.last_applied(session, R2) is None
     assert applied is not None
-    assert (applied.actor, applied.source, applied.job_id) == (OS_USER, "cli", events[1].job_id)
-    assert applied.event_id == events[3].id
+    assert (applied.actor, applied.source, applied.job_id) == ("alice", "web", events[2].job_id)
+    assert applied.event_id == events[4].id
 
 
 def test_filters_combine(world: World) -> None:
@@ -239,44 +255,42 @@ def test_filters_combine(world: World) -> None:
         rows = _session_rows(_rows(client.get("/audit", params=params)), mark)
         return [(r["action"], r["actor"], r["outcome"]) for r in rows]
 
-    assert shown(actor="alice") == [
-        ("logout", "alice", "success"),
-        ("login-succeeded", "alice", "success"),
+    assert shown(action="logout") == [("logout", "alice", "success")]
+    assert shown(actor="alice", action="job-*", outcome="failure") == [
+        ("job-finished", "alice", "failure")
     ]
-    assert shown(actor="alice", action="logout") == [("logout", "alice", "success")]
-    assert shown(action="job-*", source="cli", outcome="failure") == [
-        ("job-finished", OS_USER, "failure")
-    ]
-    assert len(shown(action="job-*", source="cli")) == 6
-    assert shown(source="web", action="job-*") == []
-    # A revision by its id or a prefix: the job that targeted it, the ones that ended there.
+    assert len(shown(action="job-*", source="web")) == 6
+    assert shown(source="cli") == []
+    assert shown(actor="nobody") == []
+    # A revision by its id or a prefix: what previewed it, targeted it, or ended there.
     by_revision = shown(revision=R1[:6])
     assert by_revision == [
-        ("job-finished", OS_USER, "failure"),
-        ("job-finished", OS_USER, "success"),
-        ("job-queued", OS_USER, "success"),
+        ("job-finished", "alice", "failure"),
+        ("job-finished", "alice", "success"),
+        ("job-queued", "alice", "success"),
+        ("sql-previewed", "alice", "success"),
     ]
-    assert shown(revision=R1[:6], outcome="success") == by_revision[1:]
-    assert shown(job=str(events[4].job_id)) == [
-        ("job-finished", OS_USER, "failure"),
-        ("job-started", OS_USER, "success"),
-        ("job-queued", OS_USER, "success"),
+    assert shown(revision=R1[:6], outcome="failure") == by_revision[:1]
+    assert shown(revision=R2, action="job-queued") == [("job-queued", "alice", "success")]
+    assert shown(job=str(events[6].job_id)) == [
+        ("job-finished", "alice", "failure"),
+        ("job-started", "alice", "success"),
+        ("job-queued", "alice", "success"),
     ]
     # Time: whole days, an exact moment (the until moment is included), an empty range.
     today = datetime.now(UTC).date()
-    assert len(shown(since=today.isoformat(), until=today.isoformat())) == 8
+    assert len(shown(since=today.isoformat(), until=today.isoformat())) == len(EXPECTED)
     yesterday = (today - timedelta(days=1)).isoformat()
     assert shown(until=yesterday) == []
-    second_job = events[4].created_at.isoformat()
-    assert len(shown(since=second_job, actor=OS_USER)) == 3
+    assert len(shown(since=events[6].created_at.isoformat(), actor="alice")) == 4
     assert shown(until=events[0].created_at.isoformat(), actor="alice") == [
         ("login-succeeded", "alice", "success")
     ]
     # The export honours the same filters.
-    export = client.get("/audit/export", params={"format": "jsonl", "actor": "alice"})
-    assert [json.loads(line)["action"] for line in export.text.splitlines()] == [
-        "login-succeeded",
-        "logout",
+    export = client.get("/audit/export", params={"format": "jsonl", "action": "sql-*"})
+    assert [json.loads(line)["target"] for line in export.text.splitlines()] == [
+        f"revision:{R1}",
+        f"revision:{R2}",
     ]
 
 
