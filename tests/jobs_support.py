@@ -161,7 +161,9 @@ class Browserless:
 
     def post(self, path: str, **form: str) -> httpx.Response:
         return self.http.post(
-            path, data={"csrf_token": self.csrf, **form}, headers={"Origin": str(self.http.base_url)}
+            path,
+            data={"csrf_token": self.csrf, **form},
+            headers={"Origin": str(self.http.base_url)},
         )
 
     def apply(self, fingerprint: str, target: str = "head") -> int:

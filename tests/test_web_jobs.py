@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from helpers import PASSWORD, create_user, csrf_token, login, page_soup
-from jobs_support import INJECTED, plan_fingerprint
+from jobs_support import INJECTED
 from sqlalchemy import select
 
 from admin import audit, migrations
@@ -179,7 +179,11 @@ def test_htmx_apply_gets_hx_redirect(make_jobs: Callable[..., Jobs]) -> None:
     operator = jobs.as_role("operator")
     answer = operator.post(
         "/jobs",
-        data={"kind": "upgrade", "target": "aaa111", "plan_fingerprint": jobs.fingerprint("aaa111")},
+        data={
+            "kind": "upgrade",
+            "target": "aaa111",
+            "plan_fingerprint": jobs.fingerprint("aaa111"),
+        },
         headers={"HX-Request": "true", "X-CSRF-Token": csrf_token(operator)},
     )
     assert answer.status_code == 200
@@ -449,7 +453,9 @@ def test_job_page_escapes_log_lines_and_htmx_gets_the_status_only(
     status = viewer.get(f"/jobs/{job_id}", headers={"HX-Request": "true"})
     assert status.status_code == 200 and "<html" not in status.text
     fragment = page_soup(status)
-    assert fragment.select_one("#job-status") is not None and fragment.select_one("#job-log") is None
+    assert (
+        fragment.select_one("#job-status") is not None and fragment.select_one("#job-log") is None
+    )
     assert viewer.get("/jobs/9999").status_code == 404
 
 
@@ -460,7 +466,7 @@ def test_line_fragments_and_resume_point() -> None:
         '<div class="log-line level-sql stream-stdout" id="line-7" data-seq="7">'
         "a&#10;b&#10;c&#10;d &lt;b&gt;&amp;</div>"
     )
-    assert 'class="log-line level-info stream-stdout"' in str(line_html(1, "x y", "a\"b", ""))
+    assert 'class="log-line level-info stream-stdout"' in str(line_html(1, "x y", 'a"b', ""))
     assert resume_after(0, None) == 0
     assert resume_after(5, "3") == 5
     assert resume_after(2, "9") == 9
@@ -562,6 +568,7 @@ def test_openapi_documents_the_jobs_api(client: TestClient) -> None:
     ):
         assert path in paths
     assert {"JobOut", "JobPage", "JobCreate", "LogPage"} <= set(schema["components"]["schemas"])
-    assert "text/event-stream" in paths["/api/v1/jobs/{job_id}/events"]["get"]["responses"]["200"][
-        "content"
-    ]
+    assert (
+        "text/event-stream"
+        in paths["/api/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    )

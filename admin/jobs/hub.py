@@ -154,8 +154,12 @@ class LogHub:
     ) -> AsyncIterator[Published | Finished | None]:
         """Lines after ``after`` in order, then Finished; None is a keep-alive tick."""
         channel = await self._join(job_id)
+        loop = asyncio.get_running_loop()
         try:
             last = after
+            # Measured from the last thing sent: the poller wakes the channel every
+            # poll_interval even when nothing is new, which must not postpone the tick.
+            quiet_until = loop.time() + keepalive
             while True:
                 changed = channel.changed
                 batch = channel.since(last)
@@ -165,13 +169,15 @@ class LogHub:
                     for line in batch:
                         yield line
                     last = batch[-1].seq
+                    quiet_until = loop.time() + keepalive
                     continue
                 if channel.status is not None and last >= channel.known:
                     yield Finished(channel.status)
                     return
                 try:
-                    await asyncio.wait_for(changed.wait(), keepalive)
+                    await asyncio.wait_for(changed.wait(), max(0.0, quiet_until - loop.time()))
                 except TimeoutError:
                     yield None
+                    quiet_until = loop.time() + keepalive
         finally:
             self._leave(job_id, channel)
