@@ -25,7 +25,7 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="1000,5000", help="project sizes (default 1000,5000)")
-    parser.add_argument("--runs", type=int, default=5, help="runs of each raw-tool command")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each raw-tool command")
     parser.add_argument(
         "--only",
         help=f"comma-separated measurements ({', '.join(MEASUREMENTS)}); the table is printed "

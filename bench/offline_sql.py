@@ -69,4 +69,11 @@ def measure(ctx: Context) -> Section:
         "runs in offline mode each time; the revision files are not parsed again); the CLI "
         "starts Python and parses every revision file before rendering."
     )
+    section.notes.append(
+        "Profiled at 5,000 revisions: about two thirds of the engine's time is SQLAlchemy "
+        "compiling the DDL, about a third Alembic working out the steps (`_upgrade_revs`, whose "
+        "topological sort walks the ancestors; computed once for the plan and once more inside "
+        "the render). Handing the plan's steps to the render would save that second "
+        "computation; the target is met without it."
+    )
     return section
