@@ -68,17 +68,20 @@ migrate-reset: $(STAMP) ## DANGEROUS: downgrade to base, dropping every table (a
 init-db: $(STAMP) ## create the database if it does not exist, then migrate it to head
 	$(SA) init-db
 
-prod-migrate: $(STAMP) ## plan check: pending steps and their SQL; applies them only with CONFIRM=yes
+# CONFIRM=yes applies through the backup gate: one job takes and verifies a backup of the
+# target first (BACKUP_DIR), and runs no SQL of the migration if that fails.
+prod-migrate: $(STAMP) ## plan check: pending steps and their SQL; with CONFIRM=yes backs up, verifies, then applies
 	@$(SA) status; rc=$$?; \
 	if [ $$rc -eq 0 ]; then exit 0; fi; \
 	if [ $$rc -ne 3 ]; then exit $$rc; fi; \
 	echo; echo "-- The SQL of the pending steps (offline render):"; \
 	$(SA) sql upgrade head || echo "prod-migrate: some SQL could not be shown offline (see above)" >&2; \
 	if [ "$${CONFIRM:-}" = yes ]; then \
-	  $(SA) migrate; \
+	  BACKUP_BEFORE_MIGRATE=true $(SA) migrate; \
 	else \
-	  echo; echo "Nothing was applied. Review the steps and SQL above, take a backup, then run:"; \
+	  echo; echo "Nothing was applied. Review the steps and SQL above, then run:"; \
 	  echo "  make prod-migrate CONFIRM=yes"; \
+	  echo "(it takes and verifies a backup first, and migrates only if that succeeds)"; \
 	fi
 
 # Inside the staging stack's backend container. Without a Docker engine (a laptop with no

@@ -114,6 +114,7 @@ def cli_env(tmp_path: Path, ini: Path, url: str, **extra: str) -> dict[str, str]
         DATABASE_URL=url,
         ADMIN_DATABASE_URL=f"sqlite:///{tmp_path / 'store.sqlite3'}",
         VAR_DIR=str(tmp_path / "var"),
+        BACKUP_DIR=str(tmp_path / "backups"),
         ALEMBIC_CONFIG=str(ini),
         # Alembic walks the two sides of a branch in an order that follows string hashing:
         # fixed here so two processes print the same order.

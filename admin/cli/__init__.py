@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from admin import __version__
 from admin.cli import audit as audit_cli
+from admin.cli import backups as backups_cli
 from admin.cli import database as database_cli
 from admin.cli import entrypoint as entrypoint_cli
 from admin.cli import history as history_cli
@@ -38,6 +39,7 @@ REGISTRARS: list[Callable[[Commands], None]] = [
     revision_cli.register,
     database_cli.register,
     entrypoint_cli.register,
+    backups_cli.register,
 ]
 
 
