@@ -9,12 +9,13 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from bench import context, history, offline_sql, report, status
+from bench import context, history, history_page, offline_sql, report, status
 
 # One module per measurement, each with ``measure(ctx) -> report.Section``; later issues
 # (jobs, backups, history page) add theirs here.
 MEASUREMENTS: dict[str, ModuleType] = {
     "history": history,
+    "history-page": history_page,
     "status": status,
     "offline-sql": offline_sql,
 }
