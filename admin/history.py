@@ -141,6 +141,8 @@ class Entry:
             names.append("branch point")
         if rev.is_merge_point:
             names.append("merge point")
+        if self.applied is not None:
+            names.append("applied" if self.applied else "pending")
         return names
 
 
