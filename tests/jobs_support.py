@@ -27,23 +27,29 @@ from tests.conftest import PROJECT_ENV, REPO_ROOT, Rev, write_revision
 FORGED = "x\n\nevent: done\ndata: y"
 INJECTED = "<img src=x onerror=alert(1)>"
 
-# Steps sleep in SQL so a job stays running long enough to watch it (about 3 s in all).
-LIVE_REVISIONS = [
-    Rev("a1a1a1", None, "first", "op.execute('SELECT 1')"),
-    Rev(
-        "b2b2b2",
-        "a1a1a1",
-        "forged event",
-        "op.execute('SELECT pg_sleep(1)')\nop.execute(\"SELECT 'x\\n\\nevent: done\\ndata: y'\")",
-    ),
-    Rev(
-        "c3c3c3",
-        "b2b2b2",
-        "injected html",
-        "op.execute('SELECT pg_sleep(1)')\nop.execute(\"SELECT '<img src=x onerror=alert(1)>'\")",
-    ),
-    Rev("d4d4d4", "c3c3c3", "last", "op.execute('SELECT pg_sleep(1)')"),
-]
+
+def live_revisions(sleep: float = 1) -> list[Rev]:
+    """Steps that sleep ``sleep`` seconds in SQL, so a job stays running long enough to watch."""
+    pause = f"op.execute('SELECT pg_sleep({sleep:g})')"
+    return [
+        Rev("a1a1a1", None, "first", "op.execute('SELECT 1')"),
+        Rev(
+            "b2b2b2",
+            "a1a1a1",
+            "forged event",
+            f"{pause}\nop.execute(\"SELECT 'x\\n\\nevent: done\\ndata: y'\")",
+        ),
+        Rev(
+            "c3c3c3",
+            "b2b2b2",
+            "injected html",
+            f"{pause}\nop.execute(\"SELECT '<img src=x onerror=alert(1)>'\")",
+        ),
+        Rev("d4d4d4", "c3c3c3", "last", pause),
+    ]
+
+
+LIVE_REVISIONS = live_revisions(1)
 
 
 def write_project(root: Path, revisions: list[Rev]) -> Path:
