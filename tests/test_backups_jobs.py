@@ -660,3 +660,25 @@ def test_a_successful_backup_job_prunes(
             select(AuditEvent).where(AuditEvent.action == "backups-pruned")
         ).one()
     assert event.job_id == second.id and event.details["backup_ids"] == [first.backup_id]
+
+
+@pytest.mark.postgres
+def test_a_restore_into_a_new_database_by_a_role_without_createdb_says_so(
+    make_runtime: Callable[..., Runtime], limited_role: Callable[[str], str]
+) -> None:
+    owner = make_runtime()
+    seed(owner)
+    taken = backup_job(owner)
+    limited = make_runtime(
+        target=limited_role(owner.settings.database_url),
+        admin_database_url=owner.settings.admin_database_url,
+        backup_dir=owner.settings.backup_dir,
+    )
+
+    job = restore_job(limited, taken.backup_id or 0, "new")
+
+    assert job.status == "failed"
+    assert "permission denied to create database" in (job.error or "")
+    assert "CREATEDB" in (job.error or "")
+    event = actions_of(limited, job_id=job.id)
+    assert event[-2:] == ["restore-finished", "job-finished"]

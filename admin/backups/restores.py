@@ -270,7 +270,13 @@ def _create_database(target: Target, names: list[str]) -> str:
     except SQLAlchemyError as exc:
         if "already exists" in str(exc):
             raise Conflict(f"database {name} already exists: choose another name") from None
-        raise RestoreFailed(f"cannot create database {name}: {describe(exc)}") from None
+        reason = describe(exc)
+        if "permission denied to create database" in reason:
+            reason += (
+                f"; the role {target.url.username or '(default)'} needs the CREATEDB privilege "
+                "(ALTER ROLE ... CREATEDB), or restore over the target instead"
+            )
+        raise RestoreFailed(f"cannot create database {name}: {reason}") from None
     finally:
         close()
 
