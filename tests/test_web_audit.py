@@ -90,6 +90,10 @@ def _scripted_session(world: World) -> None:
     alice = world.other_client()
     assert login(alice, "alice").status_code == 303
     _apply_from_preview(world, alice, R1)
+    backup = alice.post("/backups", data={"csrf_token": csrf_token(alice)}, follow_redirects=False)
+    assert backup.status_code == 303, backup.text[:300]
+    backup_job = int(backup.headers["location"].rsplit("/", 1)[1])
+    assert world.client.app.state.runner.wait(backup_job, timeout=60)  # type: ignore[attr-defined]
     _apply_from_preview(world, alice, R2)  # its migration fails
     signed_out = alice.post(
         "/logout", data={"csrf_token": csrf_token(alice)}, follow_redirects=False
@@ -159,6 +163,11 @@ EXPECTED = [
     ("job-queued", "alice", "web", "success", R1),
     ("job-started", "alice", "web", "success", None),
     ("job-finished", "alice", "web", "success", R1),
+    ("job-queued", "alice", "web", "success", None),  # the backup
+    ("job-started", "alice", "web", "success", None),
+    ("backup-started", "alice", "web", "success", R1),
+    ("backup-verified", "alice", "web", "success", R1),
+    ("job-finished", "alice", "web", "success", R1),
     ("sql-previewed", "alice", "web", "success", None),
     ("job-queued", "alice", "web", "success", R2),
     ("job-started", "alice", "web", "success", None),
@@ -176,11 +185,12 @@ def test_the_session_is_recorded_in_order(world: World) -> None:
     events = world.events
     assert [_shape(e) for e in events] == EXPECTED
     jobs = [e.job_id for e in events if e.action == "job-queued"]
-    assert all(jobs) and jobs[0] != jobs[1]
+    assert all(jobs) and len(set(jobs)) == 3
     finished = [e for e in events if e.action == "job-finished"]
     assert finished[0].details["revision_before"] == "base"
-    assert finished[1].details["revision_before"] == R1
-    assert finished[1].details["error"]
+    assert finished[1].details["kind"] == "backup" and finished[1].backup_id == events[8].backup_id
+    assert finished[2].details["revision_before"] == R1
+    assert finished[2].details["error"]
     assert {e.client_addr for e in events} == {"testclient"}
     previews = [e for e in events if e.action == "sql-previewed"]
     assert [e.target for e in previews] == [f"revision:{R1}", f"revision:{R2}"]
@@ -200,7 +210,11 @@ def test_the_page_lists_the_session_newest_first_with_links(world: World) -> Non
     assert queued is not None
     assert queued.select_one("a.job-link")["href"] == f"/jobs/{events[2].job_id}"  # type: ignore[index]
     assert [a["href"] for a in queued.select("a.revision-link")] == [f"/revisions/{R1}"]
-    details = doc.select_one(f"#event-{events[8].id} pre.audit-details")
+    verified = doc.select_one(f"#event-{events[8].id}")
+    assert verified is not None and events[8].backup_id is not None
+    assert verified.select_one("a.backup-link")["href"] == f"/backups/{events[8].backup_id}"  # type: ignore[index]
+    assert verified.select_one("a.job-link")["href"] == f"/jobs/{events[5].job_id}"  # type: ignore[index]
+    details = doc.select_one(f"#event-{events[13].id} pre.audit-details")
     assert details is not None and json.loads(details.text)["status"] == "failed"
 
 
@@ -216,7 +230,7 @@ def test_both_exports_list_the_session_oldest_first_and_are_audited(world: World
     assert [
         (r["action"], r["actor"], r["source"], r["outcome"], r["revision"] or None) for r in rows
     ] == EXPECTED
-    assert json.loads(rows[8]["details"])["revision_after"] == R1
+    assert json.loads(rows[13]["details"])["revision_after"] == R1
     assert [r["hash"] for r in rows] == [e.hash for e in events]
 
     jsonl = world.client.get("/audit/export", params={"format": "jsonl"})
@@ -259,20 +273,27 @@ def test_filters_combine(world: World) -> None:
     assert shown(actor="alice", action="job-*", outcome="failure") == [
         ("job-finished", "alice", "failure")
     ]
-    assert len(shown(action="job-*", source="web")) == 6
+    assert len(shown(action="job-*", source="web")) == 9
+    assert shown(action="backup-*") == [
+        ("backup-verified", "alice", "success"),
+        ("backup-started", "alice", "success"),
+    ]
     assert shown(source="cli") == []
     assert shown(actor="nobody") == []
     # A revision by its id or a prefix: what previewed it, targeted it, or ended there.
     by_revision = shown(revision=R1[:6])
     assert by_revision == [
         ("job-finished", "alice", "failure"),
+        ("job-finished", "alice", "success"),  # the backup's job, taken at R1
+        ("backup-verified", "alice", "success"),
+        ("backup-started", "alice", "success"),
         ("job-finished", "alice", "success"),
         ("job-queued", "alice", "success"),
         ("sql-previewed", "alice", "success"),
     ]
     assert shown(revision=R1[:6], outcome="failure") == by_revision[:1]
     assert shown(revision=R2, action="job-queued") == [("job-queued", "alice", "success")]
-    assert shown(job=str(events[6].job_id)) == [
+    assert shown(job=str(events[11].job_id)) == [
         ("job-finished", "alice", "failure"),
         ("job-started", "alice", "success"),
         ("job-queued", "alice", "success"),
@@ -282,7 +303,7 @@ def test_filters_combine(world: World) -> None:
     assert len(shown(since=today.isoformat(), until=today.isoformat())) == len(EXPECTED)
     yesterday = (today - timedelta(days=1)).isoformat()
     assert shown(until=yesterday) == []
-    assert len(shown(since=events[6].created_at.isoformat(), actor="alice")) == 4
+    assert len(shown(since=events[11].created_at.isoformat(), actor="alice")) == 4
     assert shown(until=events[0].created_at.isoformat(), actor="alice") == [
         ("login-succeeded", "alice", "success")
     ]
