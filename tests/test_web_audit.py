@@ -259,6 +259,13 @@ def test_the_revision_knows_who_applied_it(world: World) -> None:
     assert applied is not None
     assert (applied.actor, applied.source, applied.job_id) == ("alice", "web", events[2].job_id)
     assert applied.event_id == events[4].id
+    # The revision page says so.
+    shown = page_soup(world.client.get(f"/revisions/{R1}")).select_one("#revision-applied")
+    assert shown is not None and shown.select_one(".applied-by").text == "alice"  # type: ignore[union-attr]
+    assert shown.select_one("a.applied-job")["href"] == f"/jobs/{events[2].job_id}"  # type: ignore[index]
+    assert applied.at.strftime("%Y-%m-%d %H:%M:%S") in shown.text
+    never = page_soup(world.client.get(f"/revisions/{R2}")).select_one("#revision-applied")
+    assert never is not None and never.select_one(".placeholder") is not None
 
 
 def test_filters_combine(world: World) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import history, migrations
+from admin import audit, history, migrations
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
 
@@ -46,4 +46,7 @@ def revision(
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config)
     detail = history.revision_detail(project, settings.database_url, revision_id)
-    return render(request, "revision.html", {"detail": detail})
+    # "Applied by X at T (job N)", from the audit trail.
+    with runtime.reads() as session:
+        applied = audit.last_applied(session, detail.revision.id)
+    return render(request, "revision.html", {"detail": detail, "applied": applied})
