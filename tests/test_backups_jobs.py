@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -682,3 +683,40 @@ def test_a_restore_into_a_new_database_by_a_role_without_createdb_says_so(
     assert "CREATEDB" in (job.error or "")
     event = actions_of(limited, job_id=job.id)
     assert event[-2:] == ["restore-finished", "job-finished"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.postgres
+def test_a_full_disk_fails_the_backup_job_and_leaves_no_file(
+    make_runtime: Callable[..., Runtime], tiny_disk: Path
+) -> None:
+    rt = make_runtime(backup_dir=tiny_disk / "backups")
+    seed(rt)
+    execute(
+        rt.settings.database_url,
+        "CREATE TABLE bulk AS SELECT i, md5(i::text) AS h FROM generate_series(1, 20000) i",
+    )
+
+    job = backup_job(rt)
+
+    assert job.status == "failed"
+    assert "No space left on device" in (job.error or "")
+    assert backup_row(rt, job.backup_id).status == "failed"
+    assert listing(tiny_disk / "backups") == []

@@ -13,8 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 from admin import audit, backups, migrations
 from admin.backups import records, retention
@@ -24,7 +24,7 @@ from admin.config import Settings
 from admin.errors import AdminError, InvalidInput
 from admin.jobs.protocol import Emitter, Message
 from admin.jobs.queue import heads_text, requester
-from admin.store.models import Backup, BackupStatus, JobKind
+from admin.store.models import Backup, BackupStatus, JobKind, Source
 
 if TYPE_CHECKING:
     from admin.jobs.worker import Context
@@ -113,7 +113,7 @@ def take_and_verify(ctx: Context, *, reason: str, fmt: str) -> tuple[int, str | 
     settings, out = ctx.settings, ctx.out
     actor = requester(ctx.job)
     backup_format = records.format_for(settings.database_url, fmt)
-    records.fail_abandoned(ctx.runtime, actor)
+    records.fail_abandoned(ctx.runtime, audit.Actor("system", None, Source(ctx.job.source)))
     revision = _revision_or_none(ctx)
     backup_id = records.start(
         ctx.runtime, ctx.job, reason=reason, fmt=backup_format, revision=revision, actor=actor
@@ -182,10 +182,10 @@ def _record_failure(
         file_removed=removed,
     )
     if not cancelled:
-        ctx.out.log(f"backup {backup_id} failed: {error}", "error")
+        ctx.out.log(f"backup {backup_id} is marked failed: it never counts", "warning")
 
 
-def _lock(ctx: Context) -> Any:
+def _lock(ctx: Context) -> AbstractContextManager[None]:
     settings = ctx.settings
     ctx.out.log(f"taking the migration lock on {settings.target_url_masked}")
     return migrations.migration_lock(
