@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
@@ -46,6 +46,7 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
+_DETAILS = CSV_COLUMNS.index("details")
 # A spreadsheet would run a cell starting with one of these as a formula (CSV injection):
 # a failed sign-in is recorded under whatever name was typed.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -258,13 +259,16 @@ def batches(
     if upto is None:
         return
     where = filters.conditions(scope)
+    table = AuditEvent.__table__
     last = 0
     while True:
         with open_session() as session:
+            # Plain rows, not ORM objects: an export reads each row once (about twice as
+            # fast); as_dict reads attributes only, which a row has under the same names.
             rows = [
-                audit.as_dict(row)
-                for row in session.scalars(
-                    select(AuditEvent)
+                audit.as_dict(cast(AuditEvent, row))
+                for row in session.execute(
+                    select(table)
                     .where(*where, AuditEvent.id > last, AuditEvent.id <= upto)
                     .order_by(AuditEvent.id.asc())
                     .limit(batch)
@@ -276,12 +280,15 @@ def batches(
         last = rows[-1]["id"]
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        value = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+def _csv_row(row: dict[str, Any]) -> list[Any]:
+    cells = [row[column] for column in CSV_COLUMNS]
+    cells[_DETAILS] = json.dumps(
+        cells[_DETAILS], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return [
+        "'" + value if value.__class__ is str and value.startswith(_FORMULA_START) else value
+        for value in cells
+    ]
 
 
 def csv_chunks(rows: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
@@ -293,7 +300,7 @@ def csv_chunks(rows: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
     for batch in rows:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows([_cell(row[column]) for column in CSV_COLUMNS] for row in batch)
+        writer.writerows(_csv_row(row) for row in batch)
         yield buffer.getvalue()
 
 
