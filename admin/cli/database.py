@@ -70,6 +70,7 @@ def reset_to_base(args: argparse.Namespace, settings: Settings) -> int:
                 ),
                 cli_actor(),
             )
+        error.audited = True
         raise error
     plan = plan_for(settings, Direction.DOWNGRADE, "base")
     if plan.is_empty:
