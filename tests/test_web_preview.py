@@ -168,12 +168,39 @@ def test_a_downgrade_asks_to_type_where_the_database_will_be(
     assert soup.select_one("#confirm-value").text == "5d0c7be2a918"
     assert [li["data-revision"] for li in soup.select("#plan-steps li")] == [CRM_HEAD]
     assert form.select_one("input[name=password]") is None
-    # In production the operator also re-enters their password.
+    # In production the operator also re-enters their password for a downgrade.
     with panel.open(database_url=pg_url, environment="production") as production:
         soup = page_soup(production["operator"].get("/preview", params=params))
+        stamp(pg_url, (CRM_ORDER[4],))
+        upgrade = page_soup(production["operator"].get("/preview", params={"target": "head"}))
     password = soup.select_one("form#apply-form input[name=password]")
     assert password["type"] == "password" and password.has_attr("required")
     assert soup.select_one("form#apply-form input[name=confirm_target]") is not None
+    assert upgrade.select_one("form#apply-form") is not None
+    assert upgrade.select_one("form#apply-form input[name=password]") is None
+
+
+def test_the_apply_form_as_built_is_accepted_by_post_jobs(
+    panel: Panel, tmp_path_factory: Any
+) -> None:
+    """The form's fields are the contract with POST /jobs: posting them queues the job."""
+    ini = make_project(
+        tmp_path_factory.mktemp("apply"),
+        [Rev("aaaa11111111", None), Rev("bbbb22222222", "aaaa11111111")],
+    )
+    url = f"sqlite:///{panel.root / 'apply.sqlite3'}"
+    stamp(url, ("aaaa11111111",))
+    with panel.open(database_url=url, alembic_config=ini) as apps:
+        operator = apps["operator"]
+        soup = page_soup(operator.get("/preview", params={"target": "head"}))
+        fields = {i["name"]: i["value"] for i in soup.select("form#apply-form input")}
+        assert fields["plan_fingerprint"] == soup.select_one("#plan-fingerprint").text
+        answer = operator.post("/jobs", data=fields, follow_redirects=False)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"].startswith("/jobs/")
+        [queued] = audit_events(apps.runtime, "job-queued")[-1:]
+        assert queued.details["plan_fingerprint"] == fields["plan_fingerprint"]
+        assert queued.details["plan"] == ["bbbb22222222"]
 
 
 def test_empty_plan_says_nothing_to_do(pg: Apps, pg_url: str) -> None:
