@@ -464,6 +464,21 @@ class RestoreRefused(Event):
         return f"backup:{self.backup_id}" if self.backup_id is not None else "backups"
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackupRefused(Event):
+    """A backup, verify or delete request refused before anything ran (bad input, no
+    confirmation); refusals for the role (403) or a conflict (409) are AccessDenied."""
+
+    action = "backup-refused"
+    backup_id: int | None
+    request: str
+    reason: str
+    outcome: Outcome = Outcome.DENIED
+
+    def target(self) -> str | None:
+        return f"backup:{self.backup_id}" if self.backup_id is not None else "backups"
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -145,6 +145,10 @@ def test_an_operator_takes_a_backup_and_sees_it_verified(make_panel: Callable[..
     assert page.select_one("#no-backups") is not None
     assert page.select_one("#take-backup") is not None
 
+    bad = panel.post("/backups", {"format": "tar", "reason": "manual"})
+    assert bad.status_code == 400 and "unknown backup format" in bad.text
+    assert panel.events("backup-refused")[-1].details["request"] == "backup"
+
     response = panel.post("/backups", {"format": "custom", "reason": "manual"})
     job = panel.job_from(response)
 
@@ -332,6 +336,9 @@ def test_admins_delete_with_confirmation(make_panel: Callable[..., Panel]) -> No
     assert page_soup(panel.client.get(page)).select_one("#delete-form") is not None
     unconfirmed = panel.post(f"/backups/{backup.id}/delete", {}, page)
     assert unconfirmed.status_code == 400 and path.is_file()
+    assert "tick the box" in page_soup(unconfirmed).select_one(".error-message").get_text()
+    refusal = panel.events("backup-refused")[-1]
+    assert refusal.details["request"] == "delete" and refusal.backup_id == backup.id
 
     done = panel.post(f"/backups/{backup.id}/delete", {"confirm": "yes"}, page)
 

@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 REQUESTABLE_REASONS = ("manual", "scheduled")
 
 
+def refused(
+    rt: Runtime, actor: audit.Actor, error: AdminError, *, request: str, backup_id: int | None
+) -> None:
+    """Audit a refused backup / verify / delete request (in its own transaction)."""
+    with rt.transaction() as session:
+        audit.record(
+            session,
+            audit.BackupRefused(backup_id=backup_id, request=request, reason=str(error)[:1000]),
+            actor,
+        )
+
+
 def backup_request(settings: Settings, *, fmt: str | None, reason: str = "manual") -> JobRequest:
     """A backup job's request: the format (default BACKUP_FORMAT) and why."""
     reason = (reason or "manual").strip().lower()
@@ -42,6 +54,17 @@ def backup_request(settings: Settings, *, fmt: str | None, reason: str = "manual
     if chosen is BackupFormat.SQLITE and not parse_target(settings.database_url).is_sqlite:
         raise InvalidInput("the target is PostgreSQL: choose the custom or plain format")
     return JobRequest(JobKind.BACKUP, options={"format": chosen.value, "reason": reason})
+
+
+def checked_backup_request(
+    rt: Runtime, actor: audit.Actor, *, fmt: str | None, reason: str = "manual"
+) -> JobRequest:
+    """``backup_request``, with a refusal audited."""
+    try:
+        return backup_request(rt.settings, fmt=fmt, reason=reason)
+    except InvalidInput as error:
+        refused(rt, actor, error, request="backup", backup_id=None)
+        raise
 
 
 def verify_request(rt: Runtime, backup_id: int) -> JobRequest:
@@ -144,9 +167,19 @@ def open_download(rt: Runtime, backup_id: int, actor: audit.Actor) -> tuple[Path
     return path, backup.file_name
 
 
-def delete(rt: Runtime, backup_id: int, actor: audit.Actor) -> Backup:
-    """Delete a backup's file; its row stays as history (status deleted)."""
+def delete(rt: Runtime, backup_id: int, actor: audit.Actor, *, confirmed: bool) -> Backup:
+    """Delete a backup's file; its row stays as history (status deleted).
+
+    ``confirmed``: the person ticked (or typed) that the file goes for good; without it the
+    request is refused with a 400 and audited.
+    """
     settings = rt.settings
+    if not confirmed:
+        error = InvalidInput(
+            f"tick the box to confirm that backup {backup_id}'s file is to be deleted for good"
+        )
+        refused(rt, actor, error, request="delete", backup_id=backup_id)
+        raise error
     with rt.transaction() as session:
         backup = records.get(session, backup_id)
         if backup.status == BackupStatus.DELETED.value:

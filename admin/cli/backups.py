@@ -109,8 +109,10 @@ def _run(rt: Runtime, request: JobRequest) -> Job:
 
 
 def backup(args: argparse.Namespace, settings: Settings) -> int:
-    request = actions.backup_request(settings, fmt=args.format, reason=args.reason)
     with runtime(settings) as rt:
+        request = actions.checked_backup_request(
+            rt, cli_actor(), fmt=args.format, reason=args.reason
+        )
         job = _run(rt, request)
         if job.backup_id is not None and job.status == "succeeded":
             with rt.reads() as session:

@@ -117,7 +117,9 @@ def take_backup(
     format: Field = "",
     reason: Field = "manual",
 ) -> Response:
-    job = runner.submit(actions.backup_request(runtime.settings, fmt=format, reason=reason), actor)
+    job = runner.submit(
+        actions.checked_backup_request(runtime, actor, fmt=format, reason=reason), actor
+    )
     return redirect(
         request,
         f"/jobs/{job.id}",
@@ -190,12 +192,7 @@ def delete_backup(
     backup_id: str,
     confirm: Field = "",
 ) -> Response:
-    number = records.parse_id(backup_id)
-    if confirm != "yes":
-        raise InvalidInput(
-            f"tick the box to confirm that backup {number}'s file is to be deleted for good"
-        )
-    backup = actions.delete(runtime, number, actor)
+    backup = actions.delete(runtime, records.parse_id(backup_id), actor, confirmed=confirm == "yes")
     return redirect(
         request,
         "/backups",
@@ -226,6 +223,4 @@ def restore(
         return render(request, "backup.html", context, status=exc.status)
     job = runner.submit(job_request, actor)
     where = "over the target" if mode == "replace" else "into a new database"
-    return redirect(
-        request, f"/jobs/{job.id}", message=f"Restore job {job.id} started ({where})."
-    )
+    return redirect(request, f"/jobs/{job.id}", message=f"Restore job {job.id} started ({where}).")
