@@ -623,3 +623,22 @@ def test_command_writes_its_audit_event(cli_world: Cli, command: tuple[str, ...]
     finally:
         if fresh is not None:
             fresh.close()
+
+
+def test_refused_commands_are_audited_once(cli_world: Cli) -> None:
+    """A 409 or 403 at the terminal is an event like a refused request; a service that
+    recorded its own refusal (reset in production: job-refused) is not recorded twice."""
+    cli = InProcessCli(cli_world.settings, cli_world.root)
+    assert cli("user", "add", "cli-twice").code == 0
+    mark = last_id(cli_world.runtime)
+    assert cli("user", "add", "cli-twice").code == 1
+    [event] = events_after(cli_world.runtime, mark)
+    assert (event.action, event.source, event.outcome) == ("access-denied", "cli", "denied")
+    assert event.details["status"] == 409
+    assert event.details["path"] == "schema-admin user add cli-twice"
+    assert "exists already" in event.details["reason"]
+
+    cli_world.at(FAST)
+    mark = last_id(cli_world.runtime)
+    assert cli("reset", "--yes", ENVIRONMENT="production").code == 1
+    assert [e.action for e in events_after(cli_world.runtime, mark)] == ["job-refused"]

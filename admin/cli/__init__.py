@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from admin import __version__
+from admin import audit as audit_trail  # not `audit`: that name is the submodule cli.audit
 from admin.cli import audit as audit_cli
 from admin.cli import backups as backups_cli
 from admin.cli import database as database_cli
@@ -23,8 +24,8 @@ from admin.cli import sql as sql_cli
 from admin.cli import status as status_cli
 from admin.cli import store as store_cli
 from admin.cli import users as users_cli
-from admin.cli.base import Commands, Handler
-from admin.config import load_settings
+from admin.cli.base import Commands, Handler, cli_actor, runtime
+from admin.config import Settings, load_settings
 from admin.errors import AdminError
 
 REGISTRARS: list[Callable[[Commands], None]] = [
@@ -64,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def audit_refusal(settings: Settings, argv: Sequence[str], exc: AdminError) -> None:
+    """A refused command (403, 409) is audited like a refused request, unless the service
+    that refused it recorded its own event (``exc.audited``)."""
+    if exc.status not in (403, 409) or exc.audited:
+        return
+    command = " ".join(["schema-admin", *argv])
+    event = audit_trail.AccessDenied(
+        method="CLI", path=command[:400], status=exc.status, reason=exc.message[:500]
+    )
+    try:
+        with runtime(settings) as rt, rt.transaction() as session:
+            audit_trail.record(session, event, cli_actor())
+    except AdminError as unrecorded:  # the store may be what failed; the error still prints
+        print(f"schema-admin: the refusal could not be audited: {unrecorded}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,10 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    settings: Settings | None = None
     try:
         settings = load_settings()
         return handler(args, settings)
     except AdminError as exc:
+        if settings is not None:
+            audit_refusal(settings, sys.argv[1:] if argv is None else argv, exc)
         print(f"schema-admin: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
