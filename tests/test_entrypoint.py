@@ -8,6 +8,7 @@ the server it exec'd into, its exit code and its messages.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,12 +25,12 @@ import pytest
 from helpers import free_port
 from sqlalchemy import create_engine, select, text
 
-from admin import audit, migrations
+from admin import audit, entrypoint, migrations
 from admin.config import Settings
 from admin.jobs import JobRequest, Runner
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Job, JobKind, Source
-from tests.conftest import REPO_ROOT, TEST_SECRET_KEY, Rev
+from tests.conftest import REPO_ROOT, TEST_SECRET_KEY, Rev, write_revision
 
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 CRM_INI = REPO_ROOT / "alembic.ini"
@@ -209,24 +210,33 @@ STOPPED = (0, -signal.SIGTERM)
 
 
 @pytest.mark.postgres
-def test_a_fresh_database_is_created_migrated_as_a_job_and_served(
+def test_three_containers_on_a_fresh_server_one_migrates_as_a_job_all_serve(
     pg_databases: Any, containers: Callable[..., Container], tmp_path: Path
 ) -> None:
+    """INIT_DB creates both databases; one job migrates the target; every container serves."""
     target = pg_databases.url_for_missing("ep_target")
     store = pg_databases.url_for_missing("ep_store")
-    env = entrypoint_env(
-        tmp_path / "c", DATABASE_URL=target, ADMIN_DATABASE_URL=store, INIT_DB="true"
-    )
-    env["LOG_FORMAT"] = "json"
-    container = containers(env).start()
-    ready = container.wait_ready()
-    assert ready == {
-        "status": "ready",
-        "store": "ok",
-        "target": "up-to-date",
-        "pending": 0,
-        "degraded": None,
-    }
+    started = [
+        containers(
+            entrypoint_env(
+                tmp_path / f"c{i}",
+                DATABASE_URL=target,
+                ADMIN_DATABASE_URL=store,
+                INIT_DB="true",
+                LOG_FORMAT="json",
+            ),
+            name=f"c{i}",
+        ).start()
+        for i in range(3)
+    ]
+    for container in started:
+        assert container.wait_ready() == {
+            "status": "ready",
+            "store": "ok",
+            "target": "up-to-date",
+            "pending": 0,
+            "degraded": None,
+        }
     assert version_of(target) == crm_heads()
 
     jobs, events = jobs_and_events(store)
@@ -242,57 +252,32 @@ def test_a_fresh_database_is_created_migrated_as_a_job_and_served(
     job_events = [e for e in events if e.job_id == job.id and e.action.startswith("job-")]
     assert [e.action for e in job_events] == ["job-queued", "job-started", "job-finished"]
     assert {e.source for e in job_events} == {"entrypoint"}
-    (started,) = [e for e in events if e.action == "entrypoint-started"]
-    assert started.details["job_id"] == job.id
-    assert started.details["degraded"] is False
-    assert started.details["created_databases"] == [
-        f"store {store.rsplit('/', 1)[1]}",
-        f"target {target.rsplit('/', 1)[1]}",
-    ]
+    starts = [e for e in events if e.action == "entrypoint-started"]
+    assert len(starts) == 3
+    assert sorted(str(e.details["job_id"]) for e in starts) == [str(job.id), "None", "None"]
+    assert not any(e.details["degraded"] for e in starts)
+    created = sorted(name for e in starts for name in e.details["created_databases"])
+    assert created == [f"store {store.rsplit('/', 1)[1]}", f"target {target.rsplit('/', 1)[1]}"]
+    assert [e.action for e in events].count("user-created") == 1  # one first admin
     rt = store_runtime(store)
     with rt.reads() as session:
         assert audit.verify(session).ok
     rt.close()
 
-    # LOG_FORMAT=json: one JSON object per line, the job's lines carrying its id.
-    records = [json.loads(line) for line in container.log().splitlines() if line.startswith("{")]
-    job_lines = [r for r in records if r.get("job_id") == job.id]
-    assert any("job succeeded" in r["message"] for r in job_lines)
-    assert any(r["logger"].startswith("uvicorn") for r in records)
+    # LOG_FORMAT=json: one JSON object per line; the job's lines carry its id.
+    logs = [
+        [json.loads(line) for line in c.log().splitlines() if line.startswith("{")] for c in started
+    ]
+    (migrator,) = [records for records in logs if any(r.get("job_id") == job.id for r in records)]
+    assert any("job succeeded" in r["message"] for r in migrator if r.get("job_id") == job.id)
+    assert all(any(r["logger"].startswith("uvicorn") for r in records) for records in logs)
 
     # `exec`: the process started as the entrypoint is the server (same pid), and SIGTERM
     # stops it gracefully (uvicorn re-raises the signal once it has shut down).
-    assert container.stop() in STOPPED
-    assert container.process is not None
-    assert f"Finished server process [{container.process.pid}]" in container.log()
-
-
-@pytest.mark.postgres
-def test_three_containers_at_once_one_migrates_all_serve(
-    pg_databases: Any, containers: Callable[..., Container], tmp_path: Path
-) -> None:
-    target = pg_databases.url_for_missing("ep3_target")
-    store = pg_databases.url_for_missing("ep3_store")
-    started = [
-        containers(
-            entrypoint_env(
-                tmp_path / f"c{i}", DATABASE_URL=target, ADMIN_DATABASE_URL=store, INIT_DB="true"
-            ),
-            name=f"c{i}",
-        ).start()
-        for i in range(3)
-    ]
     for container in started:
-        assert container.wait_ready()["target"] == "up-to-date"
-
-    jobs, events = jobs_and_events(store)
-    assert [(j.kind, j.status, j.source) for j in jobs] == [("upgrade", "succeeded", "entrypoint")]
-    starts = [e for e in events if e.action == "entrypoint-started"]
-    assert len(starts) == 3
-    assert sorted(str(e.details["job_id"]) for e in starts).count(str(jobs[0].id)) >= 1
-    assert [e.action for e in events].count("user-created") == 1  # one first admin
-    assert version_of(target) == crm_heads()
-    assert all(container.stop() in STOPPED for container in started)
+        assert container.stop() in STOPPED
+        assert container.process is not None
+        assert f"Finished server process [{container.process.pid}]" in container.log()
 
 
 def test_an_unreachable_database_gives_up_after_wait_timeout(
@@ -393,13 +378,14 @@ def test_start_on_migration_failure_serves_degraded_until_a_good_start(
     # The revision is fixed and deployed: the next start migrates and is no longer degraded.
     broken = next((ini.parent / "migrations" / "versions").glob("bbb222_*.py"))
     broken.unlink()
-    from tests.conftest import write_revision
-
     write_revision(ini.parent / "migrations" / "versions", FIXED)
-    again = containers(env, "--no-serve", name="c").start()
-    assert again.wait_exit() == 0, again.log()
+    same = Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k in SETTING_NAMES})
+    assert entrypoint.read_degraded(same) is not None
+    start = entrypoint.prepare(same, serving=False)
+    migrations.dispose_engines()
+    assert start.job is not None and start.job.status == "succeeded"
     assert version_of(target) == {"bbb222"}
-    assert not (tmp_path / "c" / "var" / "degraded.json").exists()
+    assert entrypoint.read_degraded(same) is None
 
 
 @pytest.mark.postgres
@@ -500,29 +486,28 @@ def test_a_migration_lock_held_outside_the_panel_is_waited_for(
 
 
 def test_migrate_on_start_false_leaves_pending_revisions(
-    containers: Callable[..., Container], tmp_path: Path
+    make_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = entrypoint_env(
-        tmp_path / "c",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'target.sqlite3'}",
-        INIT_DB="true",
-        MIGRATE_ON_START="false",
-    )
-    container = containers(env, "--no-serve").start()
-    assert container.wait_exit() == 0, container.log()
-    assert "MIGRATE_ON_START=false" in container.log()
+    settings = make_settings(init_db=True, migrate_on_start=False)
+    with caplog.at_level(logging.INFO, logger="admin.entrypoint"):
+        start = entrypoint.prepare(settings, serving=False)
+    migrations.dispose_engines()
+    assert start.state == "empty" and start.job is None
+    assert "MIGRATE_ON_START=false" in caplog.text
     assert (tmp_path / "target.sqlite3").exists()  # INIT_DB created it
-    jobs, events = jobs_and_events(env["ADMIN_DATABASE_URL"])
+    jobs, events = jobs_and_events(settings.admin_database_url)
     assert jobs == []
     (started,) = [e for e in events if e.action == "entrypoint-started"]
     assert started.details["state"] == "empty"
 
 
 def test_a_missing_target_without_init_db_says_what_to_do(
-    containers: Callable[..., Container], tmp_path: Path
+    make_settings: Callable[..., Settings],
 ) -> None:
-    env = entrypoint_env(tmp_path / "c", DATABASE_URL=f"sqlite:///{tmp_path / 'nothing.sqlite3'}")
-    container = containers(env, "--no-serve").start()
-    assert container.wait_exit() == 1
-    (message,) = [line for line in container.log().splitlines() if line.startswith("schema-admin:")]
-    assert "does not exist" in message and "INIT_DB=true" in message
+    settings = make_settings()
+    with pytest.raises(migrations.TargetMissing, match="does not exist.*INIT_DB=true"):
+        entrypoint.prepare(settings, serving=False)
+    migrations.dispose_engines()
+    _, events = jobs_and_events(settings.admin_database_url)
+    (failed,) = [e for e in events if e.action == "entrypoint-failed"]
+    assert "INIT_DB=true" in failed.details["reason"]
