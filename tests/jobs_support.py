@@ -132,6 +132,21 @@ def read_events(response: httpx.Response) -> Iterator[Event]:
     del has_fields
 
 
+def fragments(events: list[Event]) -> list[Any]:
+    """The log lines (``div.log-line``) that HTML ``line`` events carry, in order; each
+    event's id is the sequence number of its last line."""
+    divs = []
+    for event in events:
+        found = BeautifulSoup(event.data, "html.parser").select("div.log-line")
+        assert found and event.id == found[-1]["data-seq"], event
+        divs.extend(found)
+    return divs
+
+
+def seqs(events: list[Event]) -> list[int]:
+    return [int(div["data-seq"]) for div in fragments(events)]
+
+
 def lines_until(
     response: httpx.Response, count: int | None = None
 ) -> tuple[list[Event], Event | None]:

@@ -24,10 +24,12 @@ from jobs_support import (
     INJECTED,
     LIVE_REVISIONS,
     Browserless,
+    fragments,
     lines_until,
     plan_fingerprint,
     read_events,
     reset_target,
+    seqs,
     write_project,
 )
 
@@ -92,12 +94,6 @@ def finished_job(sse_server: tuple[LiveServer, Path, str]) -> int:
         client.close()
 
 
-def _fragment(event: Any) -> Any:
-    div = BeautifulSoup(event.data, "html.parser").select_one("div.log-line")
-    assert div is not None, event.data
-    return div
-
-
 def test_lines_arrive_live_then_done(
     sse_server: tuple[LiveServer, Path, str], operator: Browserless
 ) -> None:
@@ -126,20 +122,21 @@ def test_lines_arrive_live_then_done(
     # The steps sleep 1 s each: the stream stayed alive with comments meanwhile.
     assert keepalives >= 1
     stored = operator.log(job_id)
-    assert [e.seq for e in lines] == [line["seq"] for line in stored]
-    assert [e.seq for e in lines] == list(range(1, len(lines) + 1))
-    for event, line in zip(lines, stored, strict=True):
-        div = _fragment(event)
+    divs = fragments(lines)
+    assert [int(div["data-seq"]) for div in divs] == [line["seq"] for line in stored]
+    assert [line["seq"] for line in stored] == list(range(1, len(stored) + 1))
+    for div, line in zip(divs, stored, strict=True):
         assert div["id"] == f"line-{line['seq']}" and div.text == line["text"]
         assert f"level-{line['level']}" in div["class"]
-    # The line that tries to forge "event: done" is one event, its text intact, and the
+    # Each event is one data line: no line break from a log line reaches the wire.
+    assert all("\n" not in event.data for event in lines)
+    # The line that tries to forge "event: done" is one line, its text intact, and the
     # stream went on after it to the real end.
-    [forged] = [e for e in lines if "event: done" in e.data]
-    assert "\n" not in forged.data and FORGED in _fragment(forged).text
-    assert forged.seq < lines[-1].seq - 3
-    [injected] = [e for e in lines if "onerror" in e.data]
-    assert "<img" not in injected.data and _fragment(injected).select("img") == []
-    assert INJECTED in _fragment(injected).text
+    [forged] = [div for div in divs if "event: done" in div.text]
+    assert FORGED in forged.text and int(forged["data-seq"]) < len(stored) - 3
+    [injected] = [div for div in divs if "onerror" in div.text]
+    assert injected.select("img") == [] and INJECTED in injected.text
+    assert all("<img" not in event.data for event in lines)
 
 
 def test_reconnect_resumes_with_no_gap_and_no_duplicate(
@@ -153,16 +150,16 @@ def test_reconnect_resumes_with_no_gap_and_no_duplicate(
     with operator.events(job_id, **{"Last-Event-ID": first[-1].id or ""}) as response:
         rest, done = lines_until(response)
     assert done is not None and done.data == "succeeded"
-    seqs = [e.seq for e in first + rest]
-    assert seqs == list(range(1, len(seqs) + 1))
-    assert len(seqs) == len(operator.log(job_id))
+    every = seqs(first + rest)
+    assert every == list(range(1, len(every) + 1))
+    assert len(every) == len(operator.log(job_id))
     # after= alone (a re-created EventSource), and the later of the two when both come.
     for after, header, first_seq in ((4, None, 5), (5, "2", 6), (2, "5", 6), (2, "x", 3)):
         extra = {"Last-Event-ID": header} if header is not None else {}
         with operator.events(job_id, after=after, **extra) as response:
             again, done = lines_until(response)
-        assert again[0].seq == first_seq and done is not None
-        assert [e.seq for e in again] == seqs[first_seq - 1 :]
+        assert seqs(again)[0] == first_seq and done is not None
+        assert seqs(again) == every[first_seq - 1 :]
 
 
 def test_a_finished_job_streams_its_whole_log_then_done_and_closes(
@@ -173,11 +170,11 @@ def test_a_finished_job_streams_its_whole_log_then_done_and_closes(
         events = list(read_events(response))  # ends: the server closes the stream
     assert time.monotonic() - started < 10
     lines = [e for e in events if e.event == "line"]
-    assert [e.seq for e in lines] == [line["seq"] for line in operator.log(finished_job)]
+    assert seqs(lines) == [line["seq"] for line in operator.log(finished_job)]
     assert events[-1].event == "done" and events[-1].data == "succeeded"
     assert events[0].event == "comment"  # the opening comment (with the retry hint)
     past_the_end = operator.http.get(
-        f"/jobs/{finished_job}/events", params={"after": len(lines)}, timeout=10
+        f"/jobs/{finished_job}/events", params={"after": seqs(lines)[-1]}, timeout=10
     )
     assert [line for line in past_the_end.text.splitlines() if line.startswith("event:")] == [
         "event: done"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -153,6 +153,20 @@ class LogHub:
         self, job_id: int, after: int = 0, *, keepalive: float = 15.0
     ) -> AsyncIterator[Published | Finished | None]:
         """Lines after ``after`` in order, then Finished; None is a keep-alive tick."""
+        batches = self.follow_batches(job_id, after, keepalive=keepalive)
+        async with contextlib.aclosing(batches):
+            async for item in batches:
+                if isinstance(item, list):
+                    for line in item:
+                        yield line
+                else:
+                    yield item
+
+    async def follow_batches(
+        self, job_id: int, after: int = 0, *, keepalive: float = 15.0
+    ) -> AsyncGenerator[list[Published] | Finished | None, None]:
+        """Like ``follow``, with the lines that are ready at once in one list (a viewer
+        then sends them in one write: what many viewers of a busy job need)."""
         channel = await self._join(job_id)
         loop = asyncio.get_running_loop()
         try:
@@ -166,8 +180,7 @@ class LogHub:
                 if batch is None:
                     batch, _ = await asyncio.to_thread(self._fetch, job_id, last)
                 if batch:
-                    for line in batch:
-                        yield line
+                    yield batch
                     last = batch[-1].seq
                     quiet_until = loop.time() + keepalive
                     continue

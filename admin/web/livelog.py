@@ -1,10 +1,13 @@
 """Live job logs over Server-Sent Events (``fastapi.sse``), for the pages and the API.
 
-- Each stored line is one event whose id is its sequence number. A stream starts after
-  ``max(after=, Last-Event-ID)``: the browser's own reconnect sends the header, and the
-  page's ``after=`` follows the last line it shows (static/app.js), so a reconnect that
-  sends no header (the htmx extension re-creating its EventSource) resumes as well.
-- Lines come from ``LogHub.follow`` (from the store: any replica can serve any job).
+- Lines travel as ``line`` events whose id is a sequence number: on the pages, the lines
+  that are ready at once share one event (its id is the last one's: many viewers of a
+  busy job then cost one write per batch, not per line); in the API, one line per event.
+  A stream starts after ``max(after=, Last-Event-ID)``: the browser's own reconnect sends
+  the header, and the page's ``after=`` follows the last line it shows (static/app.js), so
+  a reconnect that sends no header (the htmx extension re-creating its EventSource)
+  resumes as well.
+- Lines come from ``LogHub.follow_batches`` (from the store: any replica serves any job).
 - A line's text is HTML-escaped, and its line breaks become ``&#10;``: one fragment is one
   ``data:`` line, and nothing in a log line can end an event or start another.
 - Streams need a session or an API token (401, never a redirect), and each session or
@@ -13,9 +16,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -135,12 +139,14 @@ StreamJob = Annotated[int, Depends(stream_job)]
 # The events.
 
 
-def html_line(line: Published) -> Iterable[ServerSentEvent]:
-    fragment = line_html(line.seq, line.level, line.stream, line.text)
-    yield ServerSentEvent(raw_data=str(fragment), id=str(line.seq), event="line")
-    if line.level == "step":
+def html_lines(lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+    """The lines ready at once as one ``line`` event (one write for many lines): its data is
+    their fragments, its id the last one's sequence number."""
+    fragments = "".join(str(line_html(x.seq, x.level, x.stream, x.text)) for x in lines)
+    yield ServerSentEvent(raw_data=fragments, id=str(lines[-1].seq), event="line")
+    if any(line.level == "step" for line in lines):
         # No id: the last event id stays the line's. The page refreshes its progress.
-        yield ServerSentEvent(raw_data=str(line.seq), event="step")
+        yield ServerSentEvent(raw_data=str(lines[-1].seq), event="step")
 
 
 def html_done(status: str) -> ServerSentEvent:
@@ -152,17 +158,19 @@ async def events(
     job_id: int,
     after: int,
     keepalive: float,
-    line_events: Callable[[Published], Iterable[ServerSentEvent]],
+    line_events: Callable[[Sequence[Published]], Iterable[ServerSentEvent]],
     done_event: Callable[[str], ServerSentEvent],
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's lines after ``after`` as events, keep-alive comments, then ``done``."""
     yield ServerSentEvent(comment=f"job {job_id}, lines after {after}", retry=RETRY_MS)
-    async for item in hub.follow(job_id, after, keepalive=keepalive):
-        if item is None:
-            yield ServerSentEvent(comment="keep-alive")
-        elif isinstance(item, Finished):
-            yield done_event(item.status)
-            return
-        else:
-            for event in line_events(item):
-                yield event
+    batches = hub.follow_batches(job_id, after, keepalive=keepalive)
+    async with contextlib.aclosing(batches):
+        async for item in batches:
+            if item is None:
+                yield ServerSentEvent(comment="keep-alive")
+            elif isinstance(item, Finished):
+                yield done_event(item.status)
+                return
+            else:
+                for event in line_events(item):
+                    yield event

@@ -147,9 +147,11 @@ def test_viewer_sees_no_apply_and_a_post_from_them_is_403(
     assert status == 403
 
 
-def _partial_stream(server: LiveServer, url: str, session: str, count: int) -> bytes:
-    """The next ``count`` lines of the real stream, as a response that then ends."""
+def _partial_stream(server: LiveServer, url: str, session: str, count: int) -> tuple[bytes, int]:
+    """The next ``count`` events of the real stream, as a response that then ends; and the
+    sequence number of the last line they carry."""
     parts = ["retry: 200\n\n"]
+    last = 0
     with (
         httpx.Client(cookies={"apex_session": session}, timeout=30) as client,
         client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response,
@@ -160,10 +162,11 @@ def _partial_stream(server: LiveServer, url: str, session: str, count: int) -> b
             if event.event != "line":
                 continue
             parts.append(f"id: {event.id}\nevent: line\ndata: {event.data}\n\n")
+            last = event.seq
             seen += 1
             if seen == count:
                 break
-    return "".join(parts).encode()
+    return "".join(parts).encode(), last
 
 
 def test_the_log_resumes_after_the_event_source_is_re_created(
@@ -178,11 +181,13 @@ def test_the_log_resumes_after_the_event_source_is_re_created(
     _sign_in(page, base, "web-operator")
     session = next(c["value"] for c in context.cookies() if c["name"] == "apex_session")
     seen: list[tuple[str, str | None]] = []
+    served: list[int] = []  # the last line the cut stream carried
 
     def route(route: Any, request: Any) -> None:
         seen.append((request.url, request.all_headers().get("last-event-id")))
         if len(seen) == 1:
-            body = _partial_stream(server, request.url, session, 2)
+            body, last = _partial_stream(server, request.url, session, 2)
+            served.append(last)
             route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
         elif len(seen) == 2:
             route.fulfill(status=502, headers={"Content-Type": "text/plain"}, body="bad gateway")
@@ -206,7 +211,8 @@ def test_the_log_resumes_after_the_event_source_is_re_created(
     # Playwright does not show; tests/test_sse.py checks the server's side of that).
     assert second[0] == first[0]
     # The extension's new EventSource: no Last-Event-ID, after= follows the page.
-    assert third[0].endswith(f"/jobs/{job_id}/events?after={rendered + 2}") and third[1] is None
+    assert served[0] > rendered
+    assert third[0].endswith(f"/jobs/{job_id}/events?after={served[0]}") and third[1] is None
     seqs = _log_seqs(page)
     assert seqs == _stored_seqs(server, job_id)  # no gap, no duplicate
     # htmx logs the two failed connections (its htmx:sseError events); nothing else.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -236,11 +236,12 @@ def job_log(
     )
 
 
-def _json_line(line: Published) -> Iterable[ServerSentEvent]:
-    data = LogLine(
-        seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
-    )
-    yield ServerSentEvent(data=data, id=str(line.seq), event="line")
+def _json_lines(lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+    for line in lines:
+        data = LogLine(
+            seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
+        )
+        yield ServerSentEvent(data=data, id=str(line.seq), event="line")
 
 
 def _json_done(status: str) -> ServerSentEvent:
@@ -263,6 +264,6 @@ async def job_events(
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, _json_line, _json_done
+        livelog.hub_of(request), job, start, keepalive, _json_lines, _json_done
     ):
         yield event

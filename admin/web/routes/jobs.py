@@ -206,7 +206,7 @@ async def job_events(
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, livelog.html_line, livelog.html_done
+        livelog.hub_of(request), job, start, keepalive, livelog.html_lines, livelog.html_done
     ):
         yield event
 
