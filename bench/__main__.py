@@ -9,7 +9,16 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from bench import context, history, history_page, offline_sql, report, status
+from bench import (
+    context,
+    history,
+    history_page,
+    job_upgrade,
+    log_latency,
+    offline_sql,
+    report,
+    status,
+)
 
 # One module per measurement, each with ``measure(ctx) -> report.Section``; later issues
 # (jobs, backups, history page) add theirs here.
@@ -18,6 +27,8 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "history-page": history_page,
     "status": status,
     "offline-sql": offline_sql,
+    "job-upgrade": job_upgrade,
+    "log-latency": log_latency,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
