@@ -357,7 +357,11 @@ def test_downgrade_needs_the_target_typed_again(make_jobs: Callable[..., Jobs]) 
 def test_production_downgrade_needs_the_password(make_jobs: Callable[..., Jobs]) -> None:
     jobs = make_jobs(environment="production", backup_before_migrate=False)
     operator = jobs.as_role("operator")
-    upgraded = int(jobs.apply(operator).headers["location"].rsplit("/", 1)[1])
+    # The preview's form asks for the password on every Apply in production: when sent
+    # with an upgrade, it is checked too.
+    typo = jobs.apply(operator, password="not-my-password-1")
+    assert typo.status_code == 403 and "not correct" in _message(typo)
+    upgraded = int(jobs.apply(operator, password=PASSWORD).headers["location"].rsplit("/", 1)[1])
     assert jobs.wait(upgraded).status == "succeeded"
     form = {
         "kind": "downgrade",
@@ -370,7 +374,7 @@ def test_production_downgrade_needs_the_password(make_jobs: Callable[..., Jobs])
     wrong = jobs.post(operator, "/jobs", password="not-my-password-1", **form)
     assert wrong.status_code == 403 and "not correct" in _message(wrong)
     denied = [e for e in jobs.audit("access-denied") if e.details["path"] == "/jobs"]
-    assert len(denied) == 2 and all(e.actor == "operator-user" for e in denied)
+    assert len(denied) == 3 and all(e.actor == "operator-user" for e in denied)
     with jobs.runtime.reads() as session:
         assert len(session.scalars(select(Job)).all()) == 1
     right = jobs.post(operator, "/jobs", password=PASSWORD, **form)

@@ -113,8 +113,9 @@ def check_confirmation(runtime: Runtime, kind: JobKind, target: str, typed: str 
 def check_password(
     runtime: Runtime, user: User, kind: JobKind, password: str | None, client_addr: str | None
 ) -> None:
-    """Production: a downgrade or a stamp needs the requester's password (403, 429)."""
-    if kind not in CONFIRMED or not runtime.settings.is_production:
+    """Production: a downgrade or a stamp needs the requester's password (403, 429); a
+    password sent with an upgrade (the preview's form asks for it) is checked as well."""
+    if not runtime.settings.is_production or (kind not in CONFIRMED and not password):
         return
     purpose = f"a {kind.value} in production"
     with runtime.transaction() as session:
