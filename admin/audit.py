@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
@@ -605,9 +605,12 @@ def verify(session: Session, batch: int = 2000) -> ChainReport:
     expected_prev = GENESIS
     count = 0
     last_id = 0
+    table = AuditEvent.__table__
     while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        # Plain rows, not ORM objects: about twice as fast over a long chain (row_hash reads
+        # attributes only, and a row has them under the same names).
+        rows = session.execute(
+            select(table).where(table.c.id > last_id).order_by(table.c.id).limit(batch)
         ).all()
         if not rows:
             return ChainReport(count=count, head=expected_prev)
@@ -620,7 +623,7 @@ def verify(session: Session, batch: int = 2000) -> ChainReport:
                     problem="its previous-hash does not match the row before it "
                     "(a row was deleted or inserted)",
                 )
-            if row_hash(row) != row.hash:
+            if row_hash(cast(AuditEvent, row)) != row.hash:
                 return ChainReport(
                     count=count,
                     head=expected_prev,
@@ -630,7 +633,6 @@ def verify(session: Session, batch: int = 2000) -> ChainReport:
             expected_prev = row.hash
             count += 1
             last_id = row.id
-        session.expunge_all()
 
 
 # Who applied a revision (the revision page's "applied by X at T (job N)").

@@ -14,7 +14,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -91,6 +91,9 @@ def _parse_time(name: str, value: str, *, end: bool) -> datetime | None:
     return moment + (timedelta(microseconds=1) if "." in value else timedelta(seconds=1))
 
 
+FILTER_NAMES = ("actor", "action", "revision", "outcome", "source", "since", "until", "job")
+
+
 @dataclass(frozen=True)
 class Filters:
     """What the audit page and the exports are narrowed to (empty strings: no filter)."""
@@ -103,11 +106,13 @@ class Filters:
     since: str = ""
     until: str = ""
     job: str = ""
+    # The full id ``revision`` stands for, when the caller resolved a unique prefix.
+    revision_id: str = field(default="", repr=False)
 
     @classmethod
     def parse(cls, **raw: str) -> Filters:
         """Check each value; a bad one is refused with a message that names it (400)."""
-        values = {name: (raw.get(name) or "").strip() for name in cls.__dataclass_fields__}
+        values = {name: (raw.get(name) or "").strip() for name in FILTER_NAMES}
         action = values["action"]
         if action:
             known = audit.EVENT_TYPES
@@ -138,9 +143,13 @@ class Filters:
 
     def as_dict(self) -> dict[str, str]:
         """The filters that are set (for links, and for the export's audit event)."""
-        return {
-            name: getattr(self, name) for name in self.__dataclass_fields__ if getattr(self, name)
-        }
+        return {name: getattr(self, name) for name in FILTER_NAMES if getattr(self, name)}
+
+    def resolved(self, full_id: Callable[[str], str | None]) -> Filters:
+        """These filters with ``revision`` also matching the full id a prefix stands for."""
+        if not self.revision:
+            return self
+        return replace(self, revision_id=full_id(self.revision) or "")
 
     @property
     def active(self) -> bool:
@@ -159,14 +168,14 @@ class Filters:
         elif self.action:
             where.append(event.action == self.action)
         if self.revision:
-            # A revision id or its unique prefix, also as one head of "a,b", or an event
-            # about that revision (target revision:<id>).
-            rev = self.revision
+            # Recorded at that revision (a job's target or end, a backup's), or about it (a
+            # preview): equalities, so that both sides use their (column, id) index. A value
+            # of several heads ("a,b") is matched as written.
+            names = sorted({self.revision, self.revision_id} - {""})
             where.append(
                 or_(
-                    event.revision.startswith(rev, autoescape=True),
-                    event.revision.contains("," + rev, autoescape=True),
-                    event.target.startswith("revision:" + rev, autoescape=True),
+                    event.revision.in_(names),
+                    event.target.in_([f"revision:{name}" for name in names]),
                 )
             )
         if self.outcome:

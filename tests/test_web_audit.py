@@ -505,6 +505,10 @@ def test_backup_and_job_links(panel: Panel) -> None:
         "/revisions/abc123",
         "/revisions/def456",
     ]
+    # A revision the project does not know is matched as written (several heads too).
+    for value, found in (("abc123,def456", 1), ("abc123", 0), ("abc", 0)):
+        rows = _rows(panel.admin.get("/audit", params={"revision": value}))
+        assert len(rows) == found, value
 
 
 def test_tampering_is_found_by_the_page_and_the_cli(

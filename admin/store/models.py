@@ -296,6 +296,8 @@ class AuditEvent(Base):
         Index("ix_audit_events_outcome_id", "outcome", "id"),
         Index("ix_audit_events_revision_id", "revision", "id"),
         Index("ix_audit_events_backup_id", "backup_id"),
+        # Store revision 0003: previews of a revision (target revision:<id>).
+        Index("ix_audit_events_target_id", "target", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

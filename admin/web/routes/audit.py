@@ -8,6 +8,7 @@ refused something is told so, and the refusal is audited (errors.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,8 +17,10 @@ from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from admin import audit, audit_query
+from admin import audit, audit_query, migrations
 from admin.audit_query import Filters
+from admin.errors import AdminError
+from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Role, Source, User, utcnow
 from admin.web.deps import ActorDep, CurrentUser, RuntimeDep, StoreSession, require_role
 from admin.web.render import render
@@ -29,7 +32,21 @@ _SYMBOLIC = {"head", "heads", "base"}
 _MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
+def full_revision_id(runtime: Runtime) -> Callable[[str], str | None]:
+    """The full id a revision prefix stands for in the project (None: unknown, ambiguous)."""
+
+    def full_id(value: str) -> str | None:
+        try:
+            project = migrations.open_project(runtime.settings.alembic_config)
+            return project.graph().get(value).id
+        except AdminError:
+            return None
+
+    return full_id
+
+
 def audit_filters(
+    runtime: RuntimeDep,
     actor: Annotated[str, Query(max_length=255)] = "",
     action: Annotated[str, Query(max_length=64)] = "",
     revision: Annotated[str, Query(max_length=255)] = "",
@@ -48,7 +65,7 @@ def audit_filters(
         since=since,
         until=until,
         job=job,
-    )
+    ).resolved(full_revision_id(runtime))
 
 
 FiltersDep = Annotated[Filters, Depends(audit_filters)]
