@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bench import (
+    audit_page,
     context,
     history,
     history_page,
@@ -29,6 +30,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "offline-sql": offline_sql,
     "job-upgrade": job_upgrade,
     "log-latency": log_latency,
+    "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
