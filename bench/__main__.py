@@ -11,6 +11,7 @@ from types import ModuleType
 
 from bench import (
     audit_page,
+    backup,
     context,
     history,
     history_page,
@@ -31,6 +32,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "job-upgrade": job_upgrade,
     "log-latency": log_latency,
     "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store
+    "backup": backup,  # BENCH_BACKUP_SCALE (default 50, ~800 MB) sets the pgbench scale
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
