@@ -1,4 +1,4 @@
-"""Submitting and cancelling jobs from the panel and the API: what a person must confirm.
+"""Submitting jobs from the panel and the API: what a person must confirm first.
 
 A downgrade or a stamp (both move the database's revision backwards or without running
 anything) needs the target typed again, and in production the requester's own password.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from admin import audit, migrations
 from admin.auth import reauth
-from admin.errors import AdminError, Conflict, InvalidInput, PermissionDenied, TooManyRequests
+from admin.errors import AdminError, InvalidInput, PermissionDenied, TooManyRequests
 from admin.jobs import JobRequest, Runner
 from admin.preview import destination
 from admin.runtime import Runtime
@@ -156,21 +156,3 @@ def submit(
     check_password(runtime, user, kind, asked.password, actor.client_addr)
     request = JobRequest(kind, target, asked.plan_fingerprint or None)
     return runner.submit(request, actor)
-
-
-def cancel(runtime: Runtime, runner: Runner, job_id: int, actor: audit.Actor, path: str) -> Job:
-    """Ask a job to stop; a refusal (it already ended: 409) is audited too."""
-    try:
-        return runner.cancel(job_id, actor)
-    except Conflict as error:
-        with runtime.transaction() as session:
-            audit.record(
-                session,
-                audit.AccessDenied(
-                    method="POST", path=path[:400], status=409, reason=str(error)[:500]
-                ),
-                actor,
-            )
-        # Audited: the error handler must not record it a second time.
-        setattr(error, "audited", True)  # noqa: B010 - AdminError.audited, where defined
-        raise
