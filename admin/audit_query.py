@@ -26,6 +26,7 @@ from admin.errors import InvalidInput
 from admin.store.models import AuditEvent, Role, Source
 
 PAGE_SIZE = 50
+MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL, INTEGER (64-bit) on SQLite
 MAX_PAGE_SIZE = 200
 EXPORT_BATCH = 1000
 EXPORT_FORMATS = ("csv", "jsonl")
@@ -81,14 +82,22 @@ def _parse_time(name: str, value: str, *, end: bool) -> datetime | None:
         raise InvalidInput(
             f"{name}: {value[:40]!r} is not a date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)"
         ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name}: {value[:40]!r} is out of range") from None
     if not end:
         return moment
     if _DAY.match(value):
-        return moment + timedelta(days=1)
-    if _MINUTE.match(value):
-        return moment + timedelta(minutes=1)
-    return moment + (timedelta(microseconds=1) if "." in value else timedelta(seconds=1))
+        unit = timedelta(days=1)
+    elif _MINUTE.match(value):
+        unit = timedelta(minutes=1)
+    else:
+        unit = timedelta(microseconds=1) if "." in value else timedelta(seconds=1)
+    try:
+        return moment + unit
+    except OverflowError:
+        raise InvalidInput(f"{name}: {value[:40]!r} is out of range") from None
 
 
 FILTER_NAMES = ("actor", "action", "revision", "outcome", "source", "since", "until", "job")
@@ -125,7 +134,7 @@ class Filters:
             raise InvalidInput(f"outcome: {values['outcome'][:20]!r} is not an outcome")
         if values["source"] and values["source"] not in {s.value for s in Source}:
             raise InvalidInput(f"source: {values['source'][:20]!r} is not a source")
-        if values["job"] and not values["job"].isdigit():
+        if values["job"] and not (values["job"].isdigit() and int(values["job"]) <= MAX_ID):
             raise InvalidInput(f"job: {values['job'][:20]!r} is not a job number")
         filters = cls(**values)
         since, until = filters.since_at, filters.until_before

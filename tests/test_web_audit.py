@@ -378,7 +378,15 @@ def test_bad_filters_say_what_is_wrong(panel: Panel) -> None:
         assert response.status_code == 400, params
         shown = page_soup(response).select_one(".error-message")
         assert shown is not None and message in shown.text, params
-    assert panel.admin.get("/audit", params={"before": "0"}).status_code == 400
+    for params in (
+        {"until": "9999-12-31"},
+        {"since": "0001-01-01T00:00+01:00"},
+        {"before": "0"},
+        {"before": str(2**64)},
+        {"after": "-1"},
+        {"job": "9" * 20},
+    ):
+        assert panel.admin.get("/audit", params=params).status_code == 400, params
 
 
 def test_htmx_gets_the_results_fragment_and_a_clean_address(panel: Panel) -> None:

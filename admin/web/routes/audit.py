@@ -128,8 +128,8 @@ def audit_page(
     runtime: RuntimeDep,
     user: CurrentUser,
     filters: FiltersDep,
-    before: Annotated[int | None, Query(ge=1)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    before: Annotated[int | None, Query(ge=1, le=audit_query.MAX_ID)] = None,
+    after: Annotated[int | None, Query(ge=0, le=audit_query.MAX_ID)] = None,
 ) -> Response:
     # A plain read (on SQLite: no write lock), however long the trail.
     with runtime.reads() as session:
