@@ -51,26 +51,43 @@ def target_key(url: str) -> str:
 
 
 def engine_for(url: str) -> Engine:
-    """A pooled engine per target URL, shared by the process (status on every page)."""
+    """A pooled engine per target URL, shared by the process (status on every page).
+
+    Its connections are in autocommit: the reads made through it need no transaction, and
+    psycopg2 would otherwise spend a round trip on BEGIN and another on the ROLLBACK when the
+    connection goes back to the pool (5 round trips per status instead of 3).
+    """
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = new_engine(url, pooled=True)
+            engine = new_engine(url, pooled=True, autocommit=True)
             _engines[url] = engine
         return engine
 
 
-def new_engine(url: str, *, pooled: bool = False, application_name: str | None = None) -> Engine:
+def new_engine(
+    url: str,
+    *,
+    pooled: bool = False,
+    application_name: str | None = None,
+    autocommit: bool = False,
+) -> Engine:
     """An engine on the target that fails fast when the server does not answer."""
     if is_postgresql(url):
         connect_args: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT}
         if application_name:
             connect_args["application_name"] = application_name[:63]
+        options: dict[str, object] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         if pooled:
             return create_engine(
-                url, pool_size=2, max_overflow=4, pool_pre_ping=True, connect_args=connect_args
+                url,
+                pool_size=2,
+                max_overflow=4,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+                **options,
             )
-        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args, **options)
     return create_engine(url, poolclass=NullPool)
 
 
