@@ -85,8 +85,9 @@ def measure(ctx: Context) -> Section:
         "head, dropped afterwards. `read_status` reads the version table with "
         "`MigrationContext.get_current_heads()` on a pooled connection; `alembic current` "
         "starts Python, parses every revision file and connects. A warm `read_status` is "
-        "four round trips to the server (the pool's pre-ping, Alembic's version-table check, "
-        "the version read, the rollback on return): the *floor* row (three of them) shows "
-        "what the server and the machine's load make of round trips in this run."
+        "three round trips to the server (the pool's pre-ping, Alembic's version-table check, "
+        "the version read; the pooled connections are in autocommit, so there is no BEGIN "
+        "and no ROLLBACK on return); the *floor* row (two of them) shows what the server and "
+        "the machine's load make of round trips in this run."
     )
     return section
