@@ -45,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         help=f"comma-separated measurements ({', '.join(MEASUREMENTS)}); the table is printed "
-        "and RESULTS.md is left alone unless --out is given",
+        "and RESULTS.md is left alone unless --out or --merge is given",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace those measurements' rows and notes in RESULTS.md (or --out) "
+        "and keep the others",
     )
     parser.add_argument("--out", type=Path, help=f"where to write (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in MEASUREMENTS]
     if unknown:
         parser.error(f"unknown measurement(s): {', '.join(unknown)}")
-    out = args.out or (None if args.only else RESULTS)
+    out = args.out or (None if args.only and not args.merge else RESULTS)
     # The bench reads its server like the tests do (it is a tool, not the panel).
     server = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
         "TEST_DATABASE_URL", DEFAULT_SERVER
@@ -74,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{report.load_average()}",
             "runs of each raw-tool command": str(args.runs),
         }
-    if out is not None:
-        text = report.write(
-            out, sections, extra, "python -m bench " + " ".join(argv or sys.argv[1:])
-        )
-        print(text)
+    command = "python -m bench " + " ".join(argv or sys.argv[1:])
+    if out is not None and args.merge:
+        report.merge(out, sections, extra, command)
+        print(report.table(sections))
+    elif out is not None:
+        print(report.write(out, sections, extra, command))
     else:
         print(report.table(sections))
     return 0

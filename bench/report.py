@@ -56,22 +56,28 @@ def _met(value: bool | None) -> str:
     return {True: "yes", False: "**no**", None: ""}[value]
 
 
+TABLE_HEAD = [
+    "| measurement | revisions | panel | median | best | raw tool | median | ratio "
+    "| target | met |",
+    "| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | --- | --- |",
+]
+
+
+def rows(section: Section) -> list[str]:
+    out = []
+    for row in section.rows:
+        ratio = f"{row.ratio:.3f}×" if row.ratio is not None else ""
+        out.append(
+            f"| {section.title} | {row.size if row.size is not None else ''} | {row.ours} | "
+            f"{_ms(row.ours_ms)} | {_ms(row.ours_best)} | {row.theirs or ''} | "
+            f"{_ms(row.theirs_ms)} | {ratio} | "
+            f"{row.target} | {_met(row.met)} |"
+        )
+    return out
+
+
 def table(sections: Sequence[Section]) -> str:
-    out = [
-        "| measurement | revisions | panel | median | best | raw tool | median | ratio "
-        "| target | met |",
-        "| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | --- | --- |",
-    ]
-    for section in sections:
-        for row in section.rows:
-            ratio = f"{row.ratio:.3f}×" if row.ratio is not None else ""
-            out.append(
-                f"| {section.title} | {row.size if row.size is not None else ''} | {row.ours} | "
-                f"{_ms(row.ours_ms)} | {_ms(row.ours_best)} | {row.theirs or ''} | "
-                f"{_ms(row.theirs_ms)} | {ratio} | "
-                f"{row.target} | {_met(row.met)} |"
-            )
-    return "\n".join(out)
+    return "\n".join([*TABLE_HEAD, *(line for s in sections for line in rows(s))])
 
 
 def _cpu() -> str:
@@ -137,5 +143,64 @@ def write(path: Path, sections: Sequence[Section], extra: dict[str, str], comman
             parts.extend(f"- {note}" for note in section.notes)
             parts.append("")
     text = "\n".join(parts)
+    path.write_text(text)
+    return text
+
+
+def _row_title(line: str) -> str | None:
+    if not line.startswith("| ") or line in TABLE_HEAD:
+        return None
+    return line.split("|")[1].strip()
+
+
+def _notes(section: Section, run: str) -> list[str]:
+    return [f"## {section.title}", "", f"- {run}", *(f"- {note}" for note in section.notes), ""]
+
+
+def merge(path: Path, sections: Sequence[Section], extra: dict[str, str], command: str) -> str:
+    """Re-run some measurements: replace their rows and notes in RESULTS.md, keep the rest.
+
+    Each replaced section's notes start with the command, date and load of the run that
+    measured it, since the file's header describes the run that wrote the whole file.
+    """
+    if not path.exists():
+        return write(path, sections, extra, command)
+    by_title = {section.title: section for section in sections}
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = next((v for k, v in extra.items() if k.startswith("load average")), "?")
+    run = f"Measured in a separate run (`{command}`, {when}, load average before / after {load})."
+    lines = path.read_text().splitlines()
+    out: list[str] = []
+    placed: set[str] = set()
+    last_row = -1
+    skipping = False
+    for line in lines:
+        if line.startswith("## "):
+            title = line[3:].strip()
+            skipping = title in by_title
+            if skipping:
+                out.extend(_notes(by_title[title], run))
+                placed.add("## " + title)
+                continue
+        elif skipping:
+            continue
+        title = _row_title(line)
+        if title in by_title:
+            if title not in placed:
+                out.extend(rows(by_title[title]))
+                placed.add(title)
+                last_row = len(out) - 1
+            continue
+        out.append(line)
+        if title is not None:
+            last_row = len(out) - 1
+    for section in sections:
+        if section.title not in placed:
+            new = rows(section)
+            out[last_row + 1 : last_row + 1] = new
+            last_row += len(new)
+        if "## " + section.title not in placed:
+            out.extend(["", *_notes(section, run)])
+    text = "\n".join(out).rstrip("\n") + "\n"
     path.write_text(text)
     return text
