@@ -6,7 +6,8 @@ The panel then runs in-process (``create_app`` under TestClient) signed in as an
 server time (an outermost ASGI middleware) of the first page, filtered pages, a deep page
 by ``before=``, the htmx fragment, and both exports streamed in full. Beside the deep page,
 the same page fetched the way keyset pagination avoids: ``OFFSET``; and the ``COUNT(*)`` a
-page never runs. BENCH_AUDIT_EVENTS changes the number of events.
+page never runs. BENCH_AUDIT_EVENTS changes the number of events, BENCH_AUDIT_STORES the
+stores (sqlite,postgresql).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench.report import Row, Section
 from bench.timing import Timing, time_call
 
 EVENTS = int(os.environ.get("BENCH_AUDIT_EVENTS", "100000"))
+STORES = os.environ.get("BENCH_AUDIT_STORES", "sqlite,postgresql").split(",")
 TARGET_MS = 50.0
 PASSWORD = "bench-audit-page-1"
 ACTORS = [f"user{i:02d}" for i in range(25)]
@@ -330,11 +332,11 @@ def _measure_store(ctx: Context, section: Section, dialect: str) -> None:
 
 def measure(ctx: Context) -> Section:
     section = Section("audit page")
-    for dialect in ("sqlite", "postgresql"):
+    for dialect in STORES:
         _measure_store(ctx, section, dialect)
     section.notes.append(
         "Pages go by id (`WHERE <filters> AND id < :before ORDER BY id DESC LIMIT 51`) with an "
-        "index on (column, id) per filter (store revisions 0001 and 0002), so a page costs the "
+        "index on (column, id) per filter (store revisions 0001 to 0003), so a page costs the "
         "same at any depth and nothing counts the table. Server time of requests through "
         "TestClient in the same process (session lookup, the query, rendering 50 rows with "
         "their details); median and best of the runs after one warm-up. Exports stream in "
