@@ -21,8 +21,8 @@ from admin.web import assets, errors
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
-from admin.web.routes import backups as backups_routes
 from admin.web.routes import audit as audit_routes
+from admin.web.routes import backups as backups_routes
 from admin.web.routes import preview as preview_routes
 from admin.web.routes import revisions as revisions_routes
 from admin.web.routes import users as users_routes
