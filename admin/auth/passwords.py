@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from passlib.context import CryptContext
@@ -18,7 +19,10 @@ _context = CryptContext(
     argon2__type="ID",
 )
 # Verified against when the user does not exist, so unknown names cost the same time.
-_DUMMY_HASH = _context.hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first use, not at import: every CLI command would otherwise pay for it.
+    return _context.hash(secrets.token_urlsafe(16))
 
 
 def check_length(password: str) -> None:
@@ -45,7 +49,7 @@ def verify(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
     """Check a password; returns (ok, new hash when the stored one should be replaced)."""
     check_length(password)
     if stored_hash is None:
-        _context.verify(password, _DUMMY_HASH)
+        _context.verify(password, _dummy_hash())
         return False, None
     try:
         return _context.verify_and_update(password, stored_hash)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
 from admin import logs
 from admin.cli.base import Commands
 from admin.config import Settings
-from admin.web.app import create_app
 
 
 def register(commands: Commands) -> None:
@@ -26,6 +23,11 @@ def register(commands: Commands) -> None:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: the web stack is the slowest import, and only this command needs it.
+    import uvicorn
+
+    from admin.web.app import create_app
+
     host = args.host or settings.host
     port = args.port or settings.port
     logs.configure(settings)
