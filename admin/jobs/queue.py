@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -256,18 +256,26 @@ def append(
 ) -> None:
     """Store lines numbered from ``first_seq`` (and job column changes) in one commit."""
     with rt.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # Log lines need not wait for their own WAL flush: the job's final status is
+            # committed synchronously later, which makes every earlier line durable too.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
         now = utcnow()
-        session.add_all(
-            JobLine(
-                job_id=job_id,
-                seq=first_seq + i,
-                created_at=now,
-                stream=line.stream,
-                level=line.level,
-                text=line.text,
+        if new:
+            session.execute(
+                insert(JobLine),
+                [
+                    {
+                        "job_id": job_id,
+                        "seq": first_seq + i,
+                        "created_at": now,
+                        "stream": line.stream,
+                        "level": line.level,
+                        "text": line.text,
+                    }
+                    for i, line in enumerate(new)
+                ],
             )
-            for i, line in enumerate(new)
-        )
         if changes:
             session.execute(update(Job).where(Job.id == job_id).values(**changes))
 
@@ -367,20 +375,22 @@ def recover(
     now = utcnow()
     with rt.reads() as session:
         candidates = list(session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES))))
-    gone: list[Job] = []
-    for job in candidates:
-        if supervised(job.id):
-            continue
+
+    def is_gone(job: Job) -> bool:
+        if supervised(job.id) or not JobStatus(job.status).active:
+            return False
         seen = job.heartbeat_at or job.created_at
         local_dead = job.worker_host == host and not _pid_alive(job.worker_pid)
-        if (job.status == JobStatus.RUNNING.value and local_dead) or now - seen > lease:
-            gone.append(job)
+        return (job.status == JobStatus.RUNNING.value and local_dead) or now - seen > lease
+
+    gone = [job for job in candidates if is_gone(job)]
     interrupted: list[int] = []
     for job in gone:
         revision = revision_now() if revision_now else None
         with rt.transaction() as session:
             fresh = get(session, job.id)
-            if not JobStatus(fresh.status).active:
+            # Looked at again under the write: its supervisor may have just renewed it.
+            if not is_gone(fresh):
                 continue
             reason = (
                 f"worker {fresh.worker_pid} on {fresh.worker_host} is gone"

@@ -30,6 +30,8 @@ from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, JobStatus
 
 MAX_BATCH = 500
+# Seconds between two commits of log lines while lines keep coming.
+COALESCE = 0.05
 MAX_LINE = 64 * 1024
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
@@ -144,16 +146,22 @@ class Supervisor:
         open_streams = 2
         interval = min(self.rt.settings.job_heartbeat, 0.5)
         last_beat = time.monotonic()
+        last_commit = 0.0
         while open_streams:
             batch: list[tuple[str, str | None]] = []
             try:
                 batch.append(sink.get(timeout=interval))
+                # A burst (one line per SQL statement) is stored COALESCE seconds at a time:
+                # one commit per line would cost more than the migration itself.
+                deadline = last_commit + COALESCE
                 while len(batch) < MAX_BATCH:
-                    batch.append(sink.get_nowait())
+                    wait = deadline - time.monotonic()
+                    batch.append(sink.get(timeout=wait) if wait > 0 else sink.get_nowait())
             except queue_module.Empty:
                 pass
             open_streams -= sum(1 for _, line in batch if line is None)
             self._take(batch)
+            last_commit = time.monotonic()
             now = time.monotonic()
             if now - last_beat >= self.rt.settings.job_heartbeat:
                 last_beat = now
