@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy.exc import IntegrityError
 
-from admin import __version__, audit
+from admin import __version__, audit, logs
 from admin.auth import users
 from admin.backups import actions as backup_actions
 from admin.config import Settings
+from admin.errors import Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
@@ -42,8 +44,12 @@ ROUTERS = (
 
 
 def _announce_first_admin(runtime: Runtime) -> None:
-    with runtime.transaction() as session:
-        initial = users.ensure_first_admin(session, audit.Actor("system", None, Source.WEB))
+    try:
+        with runtime.transaction() as session:
+            initial = users.ensure_first_admin(session, audit.Actor("system", None, Source.WEB))
+    except (Conflict, IntegrityError):
+        # Several panels started at once on an empty store: another one created it.
+        return
     if initial is None:
         return
     path = users.write_initial_password(runtime.settings.var_dir, initial)
@@ -67,7 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
             # Jobs: supervisors in this process, live logs fanned out from the store.
             hub = LogHub(runtime)
             hub.bind(asyncio.get_running_loop())
-            runner = Runner(runtime, publish=hub.publish)
+            # Job lines also reach the application log (the container's log), with job_id.
+            runner = Runner(runtime, publish=logs.job_lines_to_log(hub.publish))
             runner.start()
             # After recovery: partial files of killed backups, an unwritable BACKUP_DIR (logged).
             backup_actions.prepare(runtime, audit.Actor("system", None, Source.WEB))
