@@ -501,14 +501,17 @@ def test_migrate_downgrade_and_stamp_run_as_audited_cli_jobs(
     assert "upgrade from base (no revision applied) to head: 6 revisions" in up.stdout
     assert "[6/6]" in up.stdout  # the job's log, streamed as it ran
     assert "job succeeded in" in up.stdout and f"the database is at {HEAD}" in up.stdout
+    # SQL statements stay in the job's log unless asked for (-v).
+    assert "CREATE TABLE t1" not in up.stdout
     assert migrations.read_status(project, target_url).current == (HEAD,)
 
     again = schema_admin(tmp_path, project_ini, target_url, "migrate")
     assert again.returncode == 0
     assert "nothing to upgrade" in again.stdout
 
-    down = schema_admin(tmp_path, project_ini, target_url, "downgrade", "-1")
+    down = schema_admin(tmp_path, project_ini, target_url, "downgrade", "-1", "-v")
     assert down.returncode == 0, down.stderr
+    assert "UPDATE alembic_version" in down.stdout
     assert migrations.read_status(project, target_url).current == ("m5m5m5m5m5m5",)
 
     stamp = schema_admin(tmp_path, project_ini, target_url, "stamp", "a1a1")

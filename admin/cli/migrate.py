@@ -19,6 +19,8 @@ from admin.store.models import Job, JobKind, JobStatus
 
 TARGETS = "head, heads, a revision id or unique prefix, branch@head, or a relative step (+N, -N)"
 EXIT = "exit codes: 0 done (or nothing to do), 1 failed or refused, 130 cancelled"
+# What the terminal shows by default; --verbose adds every SQL statement (always in the log).
+QUIET_LEVELS = frozenset({"info", "step", "warning", "error"})
 _EXIT_CODES = {JobStatus.SUCCEEDED: 0, JobStatus.CANCELLED: 130}
 
 
@@ -34,6 +36,7 @@ def register(commands: Commands) -> None:
         epilog=EXIT + ".",
     )
     up.add_argument("target", nargs="?", default="head", help=f"{TARGETS} (default head)")
+    _verbose(up)
     up.set_defaults(handler=upgrade)
 
     down = commands.add_parser(
@@ -45,6 +48,7 @@ def register(commands: Commands) -> None:
         epilog=EXIT + ".",
     )
     down.add_argument("target", help="-1, base, a revision id or unique prefix, branch@-1")
+    _verbose(down)
     down.set_defaults(handler=downgrade)
 
     stamp = commands.add_parser(
@@ -56,7 +60,17 @@ def register(commands: Commands) -> None:
         epilog=EXIT + ".",
     )
     stamp.add_argument("target", help="head, heads, base, or a revision id")
+    _verbose(stamp)
     stamp.set_defaults(handler=stamp_to)
+
+
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print each SQL statement (the job's log in the panel always has them)",
+    )
 
 
 def plan_for(settings: Settings, direction: Direction, target_revision: str) -> migrations.Plan:
@@ -85,6 +99,8 @@ def run_job(
     kind: JobKind,
     target_revision: str,
     plan: migrations.Plan | None = None,
+    *,
+    verbose: bool = False,
 ) -> int:
     """Run one job in the foreground; its status is the exit code."""
     request = jobs.JobRequest(
@@ -93,7 +109,9 @@ def run_job(
         plan_fingerprint=plan.fingerprint if plan is not None else None,
     )
     with runtime(settings) as rt:
-        job = jobs.run_in_foreground(rt, request, cli_actor(), echo=_echo)
+        job = jobs.run_in_foreground(
+            rt, request, cli_actor(), echo=_echo, echo_levels=None if verbose else QUIET_LEVELS
+        )
     return outcome(job)
 
 
@@ -105,7 +123,9 @@ def outcome(job: Job) -> int:
     return code
 
 
-def _run_plan(settings: Settings, direction: Direction, target_revision: str) -> int:
+def _run_plan(
+    settings: Settings, direction: Direction, target_revision: str, *, verbose: bool = False
+) -> int:
     plan = plan_for(settings, direction, target_revision)
     if plan.is_empty:
         print(
@@ -115,17 +135,17 @@ def _run_plan(settings: Settings, direction: Direction, target_revision: str) ->
         return 0
     announce(plan)
     kind = JobKind.UPGRADE if direction is Direction.UPGRADE else JobKind.DOWNGRADE
-    return run_job(settings, kind, target_revision, plan)
+    return run_job(settings, kind, target_revision, plan, verbose=verbose)
 
 
 def upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    return _run_plan(settings, Direction.UPGRADE, args.target)
+    return _run_plan(settings, Direction.UPGRADE, args.target, verbose=args.verbose)
 
 
 def downgrade(args: argparse.Namespace, settings: Settings) -> int:
-    return _run_plan(settings, Direction.DOWNGRADE, args.target)
+    return _run_plan(settings, Direction.DOWNGRADE, args.target, verbose=args.verbose)
 
 
 def stamp_to(args: argparse.Namespace, settings: Settings) -> int:
     migrations.check_target(args.target)
-    return run_job(settings, JobKind.STAMP, args.target)
+    return run_job(settings, JobKind.STAMP, args.target, verbose=args.verbose)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -77,11 +77,13 @@ class Supervisor:
         *,
         publish: Publisher | None = None,
         echo: Callable[[str], None] | None = None,
+        echo_levels: Collection[str] | None = None,
     ) -> None:
         self.rt = runtime
         self.job_id = job_id
         self.publish = publish
         self.echo = echo
+        self.echo_levels = echo_levels
         self.cancel_reason: str | None = None
         self._cancel = threading.Event()
         self._cancelled_at: float | None = None
@@ -208,7 +210,8 @@ class Supervisor:
         self._seq += len(lines)
         if self.echo is not None:
             for line in lines:
-                self.echo(line.text)
+                if self.echo_levels is None or line.level in self.echo_levels:
+                    self.echo(line.text)
         if self.publish is not None and lines:
             self.publish(
                 self.job_id,
@@ -321,10 +324,14 @@ def run_in_foreground(
     actor: audit.Actor,
     *,
     echo: Callable[[str], None] = print,
+    echo_levels: Collection[str] | None = None,
 ) -> Job:
-    """Submit a job and supervise it here (CLI, entrypoint): Ctrl-C or SIGTERM cancels it."""
+    """Submit a job and supervise it here (CLI, entrypoint): Ctrl-C or SIGTERM cancels it.
+
+    ``echo_levels`` limits the lines echoed (the job's stored log always has them all).
+    """
     job = queue.submit(runtime, request, actor)
-    supervisor = Supervisor(runtime, job.id, echo=echo)
+    supervisor = Supervisor(runtime, job.id, echo=echo, echo_levels=echo_levels)
 
     def interrupt(signum: int, frame: object) -> None:
         supervisor.cancel_soon(f"interrupted by {signal.Signals(signum).name}")
