@@ -1,6 +1,6 @@
 """Playwright on Debian's Chromium (``/usr/bin/chromium``; Playwright cannot download one here).
 
-Fixtures: ``browser`` (session), ``context`` and ``page`` (per test, JavaScript on),
+Fixtures: ``browser`` (per module), ``context`` and ``page`` (per test, JavaScript on),
 ``nojs_context`` / ``nojs_page`` (JavaScript off). Use them with the ``live_server`` or
 ``make_live_server`` fixtures from tests/conftest.py; mark tests ``@pytest.mark.browser``.
 Every page collects console errors (CSP violations among them) in ``page.console_errors``.
@@ -19,7 +19,9 @@ CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is started, and every later test calling asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing: apt-get install -y chromium"
