@@ -18,6 +18,8 @@ _context = CryptContext(
     deprecated="auto",
     argon2__type="ID",
 )
+
+
 # Verified against when the user does not exist, so unknown names cost the same time.
 @functools.cache
 def _dummy_hash() -> str:
