@@ -8,7 +8,7 @@ import pytest
 from helpers import page_soup
 from reading_support import CRM_HEAD, CRM_INI, CRM_ORDER, Panel, Rev, linear, make_project, stamp
 
-from admin import migrations
+from admin import entrypoint, migrations
 from admin.config import normalize_database_url
 from admin.migrations import Direction
 
@@ -206,3 +206,27 @@ def test_states_on_postgresql(panel: Panel, pg_databases: object) -> None:
         assert "init-db" in state.select_one("#state-message").text
     migrations.dispose_engines()
     assert seen == {k: k for k in seen} and len(seen) == 5
+
+
+def test_a_degraded_start_is_said_until_the_target_reaches_its_head(panel: Panel) -> None:
+    url = _sqlite(panel, "degraded", (CRM_ORDER[3],))
+    entrypoint._write_degraded(
+        panel.settings(database_url=url),
+        entrypoint.Degraded("the start-up migration (job 7) failed: boom <b>", 7, "2026-11-26"),
+    )
+    try:
+        with panel.open(database_url=url) as apps:
+            behind = _state(apps["viewer"].get("/"))
+            fragment = page_soup(apps["viewer"].get("/", headers={"HX-Request": "true"}))
+            stamp(url, (CRM_HEAD,))
+            at_head = _state(apps["viewer"].get("/"))
+    finally:
+        entrypoint.degraded_path(panel.settings()).unlink(missing_ok=True)
+    notice = behind.select_one("#degraded")
+    assert notice is not None and notice["role"] == "alert"
+    assert "Started degraded" in notice.text and "2026-11-26" in notice.text
+    assert notice.select_one("a")["href"] == "/jobs/7"
+    assert notice.select_one("code").text == "the start-up migration (job 7) failed: boom <b>"
+    assert fragment.select_one("#state #degraded") is not None  # the polled part says it too
+    # Once the database is at the head the record no longer applies.
+    assert at_head.select_one("#degraded") is None

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import migrations
+from admin import entrypoint, migrations
 from admin.web import principal as principals
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
@@ -27,7 +27,11 @@ def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Respo
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config)
     status = migrations.read_status(project, settings.database_url)
-    context = {"status": status, "pending_shown": PENDING_SHOWN}
+    context = {
+        "status": status,
+        "pending_shown": PENDING_SHOWN,
+        "degraded": entrypoint.degraded_now(settings, status.state),
+    }
     if not principals.wants_fragment(request):
         context["recent_jobs"] = recent_views(runtime)
         context["last_backup"] = last_backup_view(runtime)
