@@ -328,6 +328,21 @@ class SqlDownloaded(_SqlEvent):
     action = "sql-downloaded"
 
 
+# The target database itself (schema-admin init-db).
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseCreated(Event):
+    """A missing target database was created (``url``: its URL, password masked)."""
+
+    action = "database-created"
+    name: str
+    url: str
+
+    def target(self) -> str | None:
+        return f"database:{self.name}"
+
+
 # The container's start (schema-admin entrypoint).
 
 

@@ -196,7 +196,7 @@ def _create(url: str, role: str, created: list[str]) -> None:
             raise
         made = False
     if made:
-        name = make_url(url).database or url
+        name = migrations.database_name(url)
         created.append(f"{role} {name}")
         log.info("created the %s database %s", role, migrations.masked(url))
 

@@ -35,6 +35,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from helpers import PASSWORD, create_user, csrf_token, login
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from admin import audit, migrations
 from admin.auth import tokens, users
@@ -512,6 +513,13 @@ class Cli:
     def at(self, revision: str | None) -> None:
         set_target(self.settings.database_url, revision)
 
+    def no_target(self) -> None:
+        """The target database is missing (its SQLite file and journals removed)."""
+        migrations.dispose_engines()
+        path = Path(make_url(self.settings.database_url).database or "")
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            name.unlink(missing_ok=True)
+
     def backup_id(self, *, fresh: bool = False) -> int:
         """A verified backup of the target (``schema-admin backup`` when there is none)."""
         with self.runtime.reads() as session:
@@ -557,7 +565,7 @@ CLI_RECIPES: dict[tuple[str, ...], CliRecipe] = {
     ("migrate",): CliRecipe(("migrate", FAST), "job-queued", setup=lambda c: c.at(None)),
     ("downgrade",): CliRecipe(("downgrade", "base"), "job-queued", setup=lambda c: c.at(FAST)),
     ("stamp",): CliRecipe(("stamp", FAST), "job-queued", setup=lambda c: c.at(None)),
-    ("init-db",): CliRecipe(("init-db",), "job-queued", setup=lambda c: c.at(None)),
+    ("init-db",): CliRecipe(("init-db",), "database-created", setup=Cli.no_target),
     ("reset",): CliRecipe(("reset", "--yes"), "job-queued", setup=lambda c: c.at(FAST)),
     ("entrypoint",): CliRecipe(
         ("entrypoint", "--no-serve"), "entrypoint-started", setup=lambda c: c.at(None)

@@ -6,6 +6,7 @@ ALEMBIC_CONFIG pointing into tmp_path, so the repo's own files and databases are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from admin import migrations
 from admin.migrations import Command
@@ -589,6 +591,15 @@ def test_init_db_creates_a_missing_postgresql_database_and_migrates_it(
     assert again.returncode == 0, again.stderr
     assert "exists" in again.stdout and "nothing to migrate" in again.stdout
     assert store_rows(tmp_path, "SELECT count(*) FROM jobs") == [(1,)]
+    # Creating the database is audited once, naming it (password masked), by the OS user.
+    created = store_rows(
+        tmp_path,
+        "SELECT target, source, details FROM audit_events WHERE action = 'database-created'",
+    )
+    assert len(created) == 1
+    name = make_url(url).database
+    assert created[0][:2] == (f"database:{name}", "cli")
+    assert json.loads(str(created[0][2]))["url"] == migrations.masked(url)
 
 
 def test_reset_refuses_in_production_and_without_yes(

@@ -43,6 +43,11 @@ def register(commands: Commands) -> None:
 def init_db(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.database_url
     if migrations.create_database(url):
+        with runtime(settings) as rt, rt.transaction() as session:
+            created = audit.DatabaseCreated(
+                name=migrations.database_name(url), url=migrations.masked(url)
+            )
+            audit.record(session, created, cli_actor())
         print(f"created the database {migrations.masked(url)}", flush=True)
     else:
         print(f"the database {migrations.masked(url)} exists", flush=True)

@@ -144,6 +144,11 @@ def _maintenance_url(url: str) -> str:
     return make_url(url).set(database="postgres").render_as_string(hide_password=False)
 
 
+def database_name(url: str) -> str:
+    """The database's name in ``url`` (a SQLite target: its file path)."""
+    return make_url(url).database or url
+
+
 def create_database(url: str) -> bool:
     """Create the target database when it is missing; True when it was created."""
     if database_exists(url):
