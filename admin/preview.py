@@ -108,27 +108,6 @@ def _label(revisions: tuple[str, ...]) -> str:
     return "+".join(revisions) if revisions else "base"
 
 
-def resolve_start(graph: Graph, value: str) -> tuple[str, ...]:
-    """``base``, ``head``/``heads``, or comma-separated ids (unique prefixes allowed)."""
-    if value == "base":
-        return ()
-    if value == "heads":
-        return graph.heads
-    if value == "head":
-        if len(graph.heads) != 1:
-            raise MigrationError(
-                f"the scripts have {len(graph.heads)} heads ({', '.join(graph.heads)}): "
-                "start from one revision, or 'heads'"
-            )
-        return graph.heads
-    found: list[str] = []
-    for part in value.split(","):
-        rev = graph.get(part.strip()).id
-        if rev not in found:
-            found.append(rev)
-    return tuple(found)
-
-
 def resolve_target(graph: Graph, target: str) -> str:
     """A revision id prefix becomes the full id (Alembic wants 4 characters and says little
     when a prefix is ambiguous); keywords, relative steps and branch targets stay as given."""
@@ -163,7 +142,7 @@ def make_preview(project: Project, url: str, request: PreviewRequest) -> Preview
     if request.start is None:
         _, current = migrations.read_current(project, url)
     else:
-        current = resolve_start(graph, request.start)
+        current = graph.resolve(request.start)
     plan = migrations.make_plan(project, request.direction, target, current)
     dialect = dialect_of(url)
     script = migrations.render(project, plan, url, dialect)

@@ -123,6 +123,25 @@ def test_unknown_and_ambiguous_ids(project: migrations.Project) -> None:
         graph.get("../etc")
 
 
+def test_where_a_database_stands_as_a_person_names_it(
+    project: migrations.Project, alembic_project: Callable[..., Path]
+) -> None:
+    graph = project.graph()
+    assert graph.resolve("base") == graph.resolve(" ") == ()
+    assert graph.resolve("head") == graph.resolve("heads") == (HEAD,)
+    assert graph.resolve(" a1 , b2b2 ,a1") == ("a1a1a1a1a1a1", "b2b2b2b2b2b2")
+    with pytest.raises(migrations.UnknownRevision):
+        graph.resolve("a1,ffff")
+    forked = migrations.open_project(
+        alembic_project(
+            [Rev("aaa111", None), Rev("bbb222", "aaa111"), Rev("ccc333", "aaa111")], name="forked"
+        )
+    ).graph()
+    assert set(forked.resolve("heads")) == {"bbb222", "ccc333"}
+    with pytest.raises(MigrationError, match="2 heads .*name one revision, or 'heads'"):
+        forked.resolve("head")
+
+
 def test_status_through_the_life_of_a_database(
     project: migrations.Project, target_url: str
 ) -> None:

@@ -52,7 +52,7 @@ def render(args: argparse.Namespace, settings: Settings) -> int:
     direction = Direction(args.direction)
     migrations.check_target(args.target)
     if args.start is not None:
-        current = target.resolve_revisions(project.graph(), args.start)
+        current = project.graph().resolve(args.start)
     else:
         current = _current(project, url)
     plan = migrations.make_plan(project, direction, args.target, current)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from admin import migrations
 from admin.config import Settings
-from admin.migrations import Graph, MigrationError
+from admin.migrations import Graph
 from admin.migrations.database import is_postgresql
 
 
@@ -19,23 +19,6 @@ def project(settings: Settings) -> migrations.Project:
 
 def dialect(url: str) -> str:
     return "postgresql" if is_postgresql(url) else "sqlite"
-
-
-def resolve_revisions(graph: Graph, value: str) -> tuple[str, ...]:
-    """``base``, ``head``/``heads``, or comma-separated ids (unique prefixes allowed)."""
-    value = value.strip()
-    if value in ("", "base"):
-        return ()
-    if value == "heads":
-        return graph.heads
-    if value == "head":
-        if len(graph.heads) != 1:
-            raise MigrationError(
-                f"the scripts have {len(graph.heads)} heads ({', '.join(graph.heads)}): "
-                "name one revision, or 'heads'"
-            )
-        return graph.heads
-    return tuple(graph.get(part.strip()).id for part in value.split(","))
 
 
 def shown(revisions: tuple[str, ...], graph: Graph | None = None) -> str:

@@ -98,6 +98,23 @@ class Graph:
             )
         raise UnknownRevision(f"no revision file has the id {revision_id!r}")
 
+    def resolve(self, value: str) -> tuple[str, ...]:
+        """Where a database stands, as a person names it: ``base``, ``head``/``heads``, or
+        comma-separated ids (unique prefixes allowed; a repeated id counts once)."""
+        value = value.strip()
+        if value in ("", "base"):
+            return ()
+        if value == "heads":
+            return self.heads
+        if value == "head":
+            if len(self.heads) != 1:
+                raise MigrationError(
+                    f"the scripts have {len(self.heads)} heads ({', '.join(self.heads)}): "
+                    "name one revision, or 'heads'"
+                )
+            return self.heads
+        return tuple(dict.fromkeys(self.get(part.strip()).id for part in value.split(",")))
+
 
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
