@@ -217,6 +217,17 @@ class AuditVerified(Event):
     def target(self) -> str | None:
         return "audit"
 
+    @classmethod
+    def of(cls, report: ChainReport) -> AuditVerified:
+        """The event recording this walk of the chain and its result."""
+        return cls(
+            count=report.count,
+            head=report.head,
+            broken_id=report.broken_id,
+            problem=report.problem,
+            outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditExported(Event):

@@ -27,17 +27,7 @@ def verify_chain(args: argparse.Namespace, settings: Settings) -> int:
         with rt.reads() as session:
             report = audit.verify(session)
         with rt.transaction() as session:
-            audit.record(
-                session,
-                audit.AuditVerified(
-                    count=report.count,
-                    head=report.head,
-                    broken_id=report.broken_id,
-                    problem=report.problem,
-                    outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
-                ),
-                cli_actor(),
-            )
+            audit.record(session, audit.AuditVerified.of(report), cli_actor())
     if report.ok:
         print(f"audit chain intact: {report.count} events, head {report.head}")
         return 0

@@ -179,17 +179,7 @@ def verify_chain(
     """Walk the hash chain (a plain read), then record that it was checked, and the result."""
     with runtime.reads() as reading:
         report = audit.verify(reading)
-    audit.record(
-        session,
-        audit.AuditVerified(
-            count=report.count,
-            head=report.head,
-            broken_id=report.broken_id,
-            problem=report.problem,
-            outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
-        ),
-        actor,
-    )
+    audit.record(session, audit.AuditVerified.of(report), actor)
     with runtime.reads() as reading:
         context = _context(Filters(), user, audit_query.page(reading, Filters(), scope=None))
     context["report"] = report
