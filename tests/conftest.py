@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from projects import REPO_ROOT, Rev, write_project
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from admin.config import Settings, normalize_database_url
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -132,93 +131,12 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-@dataclass(frozen=True)
-class Rev:
-    """One revision of a generated test project."""
-
-    id: str
-    down: str | tuple[str, ...] | None
-    message: str = ""
-    upgrade: str = "pass"
-    downgrade: str = "pass"
-    branch_labels: tuple[str, ...] | None = None
-    depends_on: str | tuple[str, ...] | None = None
-
-
-PROJECT_ENV = """
-from alembic import context
-from sqlalchemy import create_engine
-
-config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-
-if context.is_offline_mode():
-    context.configure(url=url, literal_binds=True, transaction_per_migration=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        context.configure(connection=connection, transaction_per_migration=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    else:
-        engine = create_engine(url)
-        with engine.connect() as connection:
-            context.configure(connection=connection, transaction_per_migration=True)
-            with context.begin_transaction():
-                context.run_migrations()
-        engine.dispose()
-"""
-
-
-def write_revision(versions: Path, rev: Rev) -> Path:
-    path = versions / f"{rev.id}_{rev.message.replace(' ', '_')[:30] or 'rev'}.py"
-    body = f'''"""{rev.message or rev.id}
-
-Revision ID: {rev.id}
-Revises: {rev.down}
-Create Date: 2024-01-01 00:00:00
-"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = {rev.id!r}
-down_revision = {rev.down!r}
-branch_labels = {rev.branch_labels!r}
-depends_on = {rev.depends_on!r}
-
-
-def upgrade():
-{textwrap.indent(textwrap.dedent(rev.upgrade).strip() or "pass", "    ")}
-
-
-def downgrade():
-{textwrap.indent(textwrap.dedent(rev.downgrade).strip() or "pass", "    ")}
-'''
-    path.write_text(body)
-    return path
-
-
 @pytest.fixture
 def alembic_project(tmp_path: Path) -> Callable[..., Path]:
     """Write a small Alembic project into tmp_path; returns the path of its alembic.ini."""
 
     def make(revisions: list[Rev], url: str = "sqlite://", name: str = "project") -> Path:
-        root = tmp_path / name
-        versions = root / "migrations" / "versions"
-        versions.mkdir(parents=True)
-        (root / "migrations" / "env.py").write_text(PROJECT_ENV)
-        (root / "migrations" / "script.py.mako").write_text(
-            (REPO_ROOT / "admin" / "store" / "migrations" / "script.py.mako").read_text()
-        )
-        for rev in revisions:
-            write_revision(versions, rev)
-        ini = root / "alembic.ini"
-        ini.write_text(
-            f"[alembic]\nscript_location = %(here)s/migrations\nsqlalchemy.url = {url}\n"
-        )
-        return ini
+        return write_project(tmp_path / name, revisions, url)
 
     return make
 

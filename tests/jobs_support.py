@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 from bs4 import BeautifulSoup
+from projects import PROJECT_ENV, REPO_ROOT, Rev, write_revision
 from sqlalchemy import create_engine, text
 
 from admin import migrations
-from tests.conftest import PROJECT_ENV, REPO_ROOT, Rev, write_revision
 
 FORGED = "x\n\nevent: done\ndata: y"
 INJECTED = "<img src=x onerror=alert(1)>"

@@ -7,7 +7,6 @@ per role signed in once, and apps on as many targets as it needs that share the 
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from helpers import REPO_ROOT, TEST_SECRET_KEY, create_user, login
+from projects import Rev, write_project
 from sqlalchemy import create_engine, select, text
 
 from admin.config import Settings
@@ -132,94 +132,10 @@ def audit_events(runtime: Any, action: str) -> list[AuditEvent]:
         return list(rows)
 
 
-@dataclass(frozen=True)
-class Rev:
-    """One revision of a generated project (conftest's ``Rev``, importable from any test
-    folder: pytest replaces the module named ``conftest`` as it enters tests/browser)."""
-
-    id: str
-    down: str | tuple[str, ...] | None
-    message: str = ""
-    upgrade: str = "pass"
-    downgrade: str = "pass"
-    branch_labels: tuple[str, ...] | None = None
-    depends_on: str | tuple[str, ...] | None = None
-
-
-PROJECT_ENV = """
-from alembic import context
-from sqlalchemy import create_engine
-
-config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-
-if context.is_offline_mode():
-    context.configure(url=url, literal_binds=True, transaction_per_migration=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        context.configure(connection=connection, transaction_per_migration=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    else:
-        engine = create_engine(url)
-        with engine.connect() as connection:
-            context.configure(connection=connection, transaction_per_migration=True)
-            with context.begin_transaction():
-                context.run_migrations()
-        engine.dispose()
-"""
-
-_REVISION = '''"""{message}
-
-Revision ID: {rev.id}
-Revises: {rev.down}
-Create Date: 2024-01-01 00:00:00
-"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = {rev.id!r}
-down_revision = {rev.down!r}
-branch_labels = {rev.branch_labels!r}
-depends_on = {rev.depends_on!r}
-
-
-def upgrade():
-{upgrade}
-
-
-def downgrade():
-{downgrade}
-'''
-
-
-def _body(code: str) -> str:
-    return textwrap.indent(textwrap.dedent(code).strip() or "pass", "    ")
-
-
 def make_project(root: Path, revisions: list[Rev]) -> Path:
-    """A small Alembic project (the ``alembic_project`` fixture's layout) in ``root``.
-
-    File names are the ids: a message may be anything (markup, slashes).
-    """
-    versions = root / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (root / "migrations" / "env.py").write_text(PROJECT_ENV)
-    for rev in revisions:
-        (versions / f"{rev.id}.py").write_text(
-            _REVISION.format(
-                rev=rev,
-                message=rev.message or rev.id,
-                upgrade=_body(rev.upgrade),
-                downgrade=_body(rev.downgrade),
-            )
-        )
-    ini = root / "alembic.ini"
-    ini.write_text("[alembic]\nscript_location = %(here)s/migrations\nsqlalchemy.url = sqlite://\n")
-    return ini
+    """A small Alembic project in ``root``; file names are the ids, so a message may be
+    anything (markup, slashes)."""
+    return write_project(root, revisions, id_file_names=True)
 
 
 def linear(count: int, prefix: str = "r") -> list[Rev]:

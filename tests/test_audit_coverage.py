@@ -34,6 +34,7 @@ from audit_support import InProcessCli, events_after, last_id
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from helpers import PASSWORD, create_user, csrf_token, login
+from projects import PROJECT_ENV, Rev, write_revision
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -46,7 +47,7 @@ from admin.jobs import queue
 from admin.runtime import Runtime
 from admin.store.models import Backup, BackupStatus, Role, Source
 from admin.web.app import create_app
-from tests.conftest import PROJECT_ENV, TEST_SECRET_KEY, Rev, write_revision
+from tests.conftest import TEST_SECRET_KEY
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A GET whose path has one of these hands out data or SQL: reading it is audited by design.

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from projects import Rev
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -32,7 +33,6 @@ from admin.errors import InvalidInput
 from admin.jobs import JobRequest, Runner, queue, run_in_foreground
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Backup, Job, JobKind, JobLine, Source, utcnow
-from tests.conftest import Rev
 
 ALICE = audit.Actor("alice", "operator", Source.WEB, "10.1.1.1")
 PROJECT = [

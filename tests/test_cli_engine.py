@@ -17,56 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from projects import BRANCHED, BRANCHED_HEAD, Rev, write_revision
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from admin import migrations
 from admin.migrations import Command
-from tests.conftest import Rev, write_revision
 
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
 # a1 -> b2 -> (c3 | c4 [feature]) -> m5 (merge) -> d6
-REVISIONS = [
-    Rev(
-        "a1a1a1a1a1a1",
-        None,
-        "create t1",
-        "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t1')",
-    ),
-    Rev(
-        "b2b2b2b2b2b2",
-        "a1a1a1a1a1a1",
-        "add t1 name",
-        "op.add_column('t1', sa.Column('name', sa.String(50)))",
-        "with op.batch_alter_table('t1') as b:\n    b.drop_column('name')",
-    ),
-    Rev(
-        "c3c3c3c3c3c3",
-        "b2b2b2b2b2b2",
-        "create t2",
-        "op.create_table('t2', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t2')",
-    ),
-    Rev(
-        "c4c4c4c4c4c4",
-        "b2b2b2b2b2b2",
-        "create t3",
-        "op.create_table('t3', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t3')",
-        branch_labels=("feature",),
-    ),
-    Rev("m5m5m5m5m5m5", ("c3c3c3c3c3c3", "c4c4c4c4c4c4"), "merge", "pass", "pass"),
-    Rev(
-        "d6d6d6d6d6d6",
-        "m5m5m5m5m5m5",
-        "backfill t1",
-        "op.execute(\"UPDATE t1 SET name = 'x' WHERE name IS NULL\")",
-        "pass",
-    ),
-]
-HEAD = "d6d6d6d6d6d6"
+REVISIONS, HEAD = BRANCHED, BRANCHED_HEAD
 
 # A project whose env.py compares with a models module of its own (for create-migration).
 MODELS = """

@@ -23,12 +23,13 @@ from alembic.config import Config
 from alembic.migration import MigrationContext, MigrationInfo
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
+from projects import REPO_ROOT
 from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.models import Base
-from tests.conftest import REPO_ROOT, PgDatabases
+from tests.conftest import PgDatabases
 
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 ALEMBIC_CLI = Path(sys.executable).with_name("alembic")

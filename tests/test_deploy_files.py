@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
+from projects import REPO_ROOT
 
 from admin.config import Settings
-from tests.conftest import REPO_ROOT, TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE = REPO_ROOT / "docker-compose.staging.yml"

@@ -12,55 +12,16 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from projects import BRANCHED, BRANCHED_HEAD, Rev, write_revision
 from sqlalchemy import create_engine, text
 
 from admin import migrations
 from admin.migrations import Command, Direction, EventKind, MigrationError, State
-from tests.conftest import Rev, write_revision
 
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
-# a1 -> b1 -> (c1 | c2 [feature]) -> m1 (merge) -> d1
-REVISIONS = [
-    Rev(
-        "a1a1a1a1a1a1",
-        None,
-        "create t1",
-        "op.create_table('t1', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t1')",
-    ),
-    Rev(
-        "b2b2b2b2b2b2",
-        "a1a1a1a1a1a1",
-        "add t1 name",
-        "op.add_column('t1', sa.Column('name', sa.String(50)))",
-        "with op.batch_alter_table('t1') as b:\n    b.drop_column('name')",
-    ),
-    Rev(
-        "c3c3c3c3c3c3",
-        "b2b2b2b2b2b2",
-        "create t2",
-        "op.create_table('t2', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t2')",
-    ),
-    Rev(
-        "c4c4c4c4c4c4",
-        "b2b2b2b2b2b2",
-        "create t3",
-        "op.create_table('t3', sa.Column('id', sa.Integer, primary_key=True))",
-        "op.drop_table('t3')",
-        branch_labels=("feature",),
-    ),
-    Rev("m5m5m5m5m5m5", ("c3c3c3c3c3c3", "c4c4c4c4c4c4"), "merge", "pass", "pass"),
-    Rev(
-        "d6d6d6d6d6d6",
-        "m5m5m5m5m5m5",
-        "backfill t1",
-        "op.execute(\"UPDATE t1 SET name = 'x' WHERE name IS NULL\")",
-        "pass",
-    ),
-]
-HEAD = "d6d6d6d6d6d6"
+# a1 -> b2 -> (c3 | c4 [feature]) -> m5 (merge) -> d6
+REVISIONS, HEAD = BRANCHED, BRANCHED_HEAD
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from helpers import free_port
+from projects import REPO_ROOT, Rev, write_revision
 from sqlalchemy import create_engine, select, text
 
 from admin import audit, entrypoint, migrations
@@ -30,7 +31,7 @@ from admin.config import Settings
 from admin.jobs import JobRequest, Runner
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Job, JobKind, Source
-from tests.conftest import REPO_ROOT, TEST_SECRET_KEY, Rev, write_revision
+from tests.conftest import TEST_SECRET_KEY
 
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 CRM_INI = REPO_ROOT / "alembic.ini"

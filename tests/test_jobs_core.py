@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from projects import Rev, write_revision
 from sqlalchemy import create_engine, func, inspect, select
 
 from admin import audit, migrations
@@ -21,7 +22,6 @@ from admin.errors import Conflict
 from admin.jobs import JobRequest, Runner, queue, run_in_foreground
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Job, JobKind, JobLine, JobStatus, Source, utcnow
-from tests.conftest import Rev, write_revision
 
 ALICE = audit.Actor("alice", "operator", Source.WEB, "10.1.1.1")
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from projects import REPO_ROOT
 
 from admin import migrations
-from tests.conftest import REPO_ROOT
 from tests.test_cli_engine import HEAD, MODELS, MODELS_ENV, REVISIONS, cli_env, store_rows
 
 SEED_TARGETS = [

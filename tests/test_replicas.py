@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import create_user
+from projects import Rev
 from sqlalchemy import Connection, create_engine, select, text
 
 from admin import audit, migrations
@@ -31,7 +32,7 @@ from admin.errors import Conflict
 from admin.jobs import Finished, JobRequest, LogHub, Published, Runner, queue
 from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, Role, Source
-from tests.conftest import TEST_SECRET_KEY, Rev
+from tests.conftest import TEST_SECRET_KEY
 from tests.test_entrypoint import GATE_KEY, GATED, GOOD, Container, entrypoint_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -32,6 +32,7 @@ from jobs_support import (
     seqs,
     write_project,
 )
+from projects import Rev
 
 from admin import audit, migrations
 from admin.auth import tokens
@@ -39,7 +40,6 @@ from admin.config import Settings
 from admin.jobs import Finished, JobRequest, LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import JobKind, Source
-from tests.conftest import Rev
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

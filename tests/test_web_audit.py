@@ -20,6 +20,7 @@ import pytest
 from audit_support import InProcessCli, events_after, last_id
 from fastapi.testclient import TestClient
 from helpers import create_user, csrf_token, login, page_soup
+from projects import PROJECT_ENV, REPO_ROOT, Rev, write_revision
 from sqlalchemy import select, text
 
 from admin import audit, audit_query, logs, migrations
@@ -27,7 +28,7 @@ from admin.config import Settings
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Source
 from admin.web.app import create_app
-from tests.conftest import PROJECT_ENV, REPO_ROOT, TEST_SECRET_KEY, Rev, write_revision
+from tests.conftest import TEST_SECRET_KEY
 
 R1 = "a1a1a1a1a1a1"
 R2 = "b2b2b2b2b2b2"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from helpers import create_user, login, page_soup
+from projects import Rev
 from sqlalchemy import create_engine, select, text
 
 from admin import audit, migrations
@@ -24,7 +25,6 @@ from admin.jobs import JobRequest, run_in_foreground
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Backup, Job, JobKind, Role, Source
 from admin.web.app import create_app
-from tests.conftest import Rev
 
 PROJECT = [
     Rev(

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import PASSWORD, create_user, csrf_token, login, page_soup
 from jobs_support import INJECTED
+from projects import Rev, write_revision
 from sqlalchemy import select
 
 from admin import audit, migrations
@@ -21,7 +22,6 @@ from admin.jobs import queue
 from admin.store.models import AuditEvent, Job, JobLine, Role, Source, utcnow
 from admin.web.app import create_app
 from admin.web.livelog import line_html, resume_after
-from tests.conftest import Rev, write_revision
 
 pytestmark = pytest.mark.postgres
 

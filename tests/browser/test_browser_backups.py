@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from helpers import PASSWORD, LiveServer
 from jobs_support import write_project
+from projects import Rev
 from sqlalchemy import create_engine, text
 
 from admin import migrations
-from tests.conftest import Rev
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.slow]
 
