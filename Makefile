@@ -34,8 +34,11 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check admin tests
 	$(BIN)/mypy
 
-test: $(STAMP) lint ## lint, then the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Two pytest-xdist workers, one test module each at a time (a module's fixtures stay in one
+# process); PYTEST_ARGS="-n 0" runs serially, PYTEST_ARGS="tests/test_engine.py" picks files.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+test: $(STAMP) lint ## lint, then the whole test suite (two workers)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks side by side with the alembic CLI; writes bench/RESULTS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)
