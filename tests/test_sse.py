@@ -37,9 +37,10 @@ from projects import Rev
 from admin import audit, migrations
 from admin.auth import tokens
 from admin.config import Settings
-from admin.jobs import Finished, JobRequest, LogHub, Runner
+from admin.jobs import Finished, JobRequest, LogHub, Published, Runner
 from admin.runtime import Runtime
 from admin.store.models import JobKind, Source
+from admin.web import livelog
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -101,14 +102,19 @@ def test_lines_arrive_live_then_done(
     status_at_first_step = None
     keepalives = 0
     lines = []
+    order: list[str] = []
+    statuses = []
     done = None
     with operator.events(job_id) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
         for event in read_events(response):
+            order.append(event.event)
             if event.event == "comment":
                 keepalives += "keep-alive" in event.comments
+            elif event.event == "status":
+                statuses.append(event)
             elif event.event == "line":
                 lines.append(event)
                 if status_at_first_step is None and "[1/4]" in event.data:
@@ -121,6 +127,12 @@ def test_lines_arrive_live_then_done(
     assert done is not None and done.data == "succeeded" and done.id is None
     # The steps sleep 1 s each: the stream stayed alive with comments meanwhile.
     assert keepalives >= 1
+    # "Fetch the status block again": right after the first lines, then as steps finish,
+    # never twice within a second, never with an id (the last event id stays a line's).
+    assert [e for e in order if e != "comment"][:2] == ["line", "status"]
+    assert 2 <= len(statuses) <= 5 and all(e.id is None for e in statuses)
+    gaps = [b.received - a.received for a, b in zip(statuses, statuses[1:], strict=False)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
     stored = operator.log(job_id)
     divs = fragments(lines)
     assert [int(div["data-seq"]) for div in divs] == [line["seq"] for line in stored]
@@ -317,3 +329,31 @@ def test_keepalive_ticks_while_a_step_is_silent(
     assert status == "succeeded"
     # The poller wakes the channel every 0.1 s; the 2 s step still gets its ticks.
     assert ticks >= 3
+
+
+def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> None:
+    def kinds(events: Any) -> list[str]:
+        return [e.event for e in events]
+
+    def step(seq: int) -> Published:
+        return Published(seq, "step", "stdout", f"step {seq} finished")
+
+    def sql(seq: int) -> Published:
+        return Published(seq, "sql", "stdout", "SELECT 1")
+
+    page = livelog.PageEvents(status_interval=0.2)
+    first = list(page.lines([sql(1), sql(2)]))
+    # The first lines: the page may still show "queued".
+    assert kinds(first) == ["line", "status"] and first[1].id is None
+    assert first[0].id == "2" and first[1].raw_data == "2"
+    assert kinds(page.lines([sql(3)])) == ["line"]  # nothing new for the status block
+    assert kinds(page.lines([step(4)])) == ["line"]  # a step, but within the interval
+    assert kinds(page.tick()) == []
+    time.sleep(0.25)
+    # The refresh held back goes with the next tick (or lines), once.
+    assert kinds(page.tick()) == ["status"]
+    assert kinds(page.tick()) == []
+    time.sleep(0.25)
+    assert kinds(page.lines([sql(5)])) == ["line"]
+    assert kinds(page.lines([step(6)])) == ["line", "status"]
+    assert page.done("succeeded").event == "done"

@@ -238,11 +238,10 @@ def test_a_second_job_is_refused_naming_the_first_then_cancel(
     last = page.select("#job-log .log-line")[-1]["data-seq"]
     assert live["sse-connect"] == f"/jobs/{job_id}/events?after={last}"
     assert page.select_one("#job-log")["sse-swap"] == "line"  # type: ignore[index]
-    # The status block is fetched again at the end, on steps, and (throttled) as lines come.
+    # The status block is fetched again at the end and when the stream says so.
     status = page.select_one("#job-status")
     assert status is not None and status["hx-get"] == f"/jobs/{job_id}"
-    triggers = [t.strip() for t in str(status["hx-trigger"]).split(",")]
-    assert triggers == ["sse:done", "sse:step throttle:1s", "sse:line throttle:2s"]
+    assert [t.strip() for t in str(status["hx-trigger"]).split(",")] == ["sse:done", "sse:status"]
 
     admin = jobs.as_role("admin")
     second = admin.post(

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -35,6 +36,8 @@ from admin.web.errors import answer_401_plainly
 
 # How long a browser waits before its own reconnect (milliseconds).
 RETRY_MS = 1500
+# Seconds between two "fetch your status block again" events to one job page.
+STATUS_INTERVAL = 1.0
 _CLASS_NAME = re.compile(r"^[a-z]{1,16}$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -139,27 +142,57 @@ StreamJob = Annotated[int, Depends(stream_job)]
 # The events.
 
 
-def html_lines(lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
-    """The lines ready at once as one ``line`` event (one write for many lines): its data is
-    their fragments, its id the last one's sequence number."""
-    fragments = "".join(str(line_html(x.seq, x.level, x.stream, x.text)) for x in lines)
-    yield ServerSentEvent(raw_data=fragments, id=str(lines[-1].seq), event="line")
-    if any(line.level == "step" for line in lines):
-        # No id: the last event id stays the line's. The page refreshes its progress.
-        yield ServerSentEvent(raw_data=str(lines[-1].seq), event="step")
+class EventFormat:
+    """How one viewer's stream writes the lines, keep-alive ticks and the end."""
+
+    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+        raise NotImplementedError
+
+    def tick(self) -> Iterable[ServerSentEvent]:
+        """What to send beside a keep-alive comment (nothing by default)."""
+        return ()
+
+    def done(self, status: str) -> ServerSentEvent:
+        return ServerSentEvent(raw_data=status, event="done")
 
 
-def html_done(status: str) -> ServerSentEvent:
-    return ServerSentEvent(raw_data=status, event="done")
+class PageEvents(EventFormat):
+    """The job page's stream, for one viewer.
+
+    The lines ready at once travel as one ``line`` event (one write for many lines): its data
+    is their fragments, its id the last one's sequence number. A ``status`` event (no id, so
+    the last event id stays the line's) asks the page to fetch its status block again: after
+    the first lines (the page may still say "queued"), then when a step has finished, at most
+    once every ``status_interval`` seconds per viewer (a refresh the interval held back goes
+    with the next lines or keep-alive tick). Many viewers of a busy job then cost one event
+    per batch each, not two.
+    """
+
+    def __init__(self, status_interval: float = STATUS_INTERVAL) -> None:
+        self.status_interval = status_interval
+        self._pending = True
+        self._sent_at: float | None = None
+
+    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+        fragments = "".join(str(line_html(x.seq, x.level, x.stream, x.text)) for x in lines)
+        yield ServerSentEvent(raw_data=fragments, id=str(lines[-1].seq), event="line")
+        if any(line.level == "step" for line in lines):
+            self._pending = True
+        yield from self._status(str(lines[-1].seq))
+
+    def tick(self) -> Iterable[ServerSentEvent]:
+        return self._status("tick")
+
+    def _status(self, data: str) -> Iterable[ServerSentEvent]:
+        now = time.monotonic()
+        if self._pending and (self._sent_at is None or now - self._sent_at >= self.status_interval):
+            self._pending = False
+            self._sent_at = now
+            yield ServerSentEvent(raw_data=data, event="status")
 
 
 async def events(
-    hub: LogHub,
-    job_id: int,
-    after: int,
-    keepalive: float,
-    line_events: Callable[[Sequence[Published]], Iterable[ServerSentEvent]],
-    done_event: Callable[[str], ServerSentEvent],
+    hub: LogHub, job_id: int, after: int, keepalive: float, fmt: EventFormat
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's lines after ``after`` as events, keep-alive comments, then ``done``."""
     yield ServerSentEvent(comment=f"job {job_id}, lines after {after}", retry=RETRY_MS)
@@ -168,9 +201,11 @@ async def events(
         async for item in batches:
             if item is None:
                 yield ServerSentEvent(comment="keep-alive")
+                for event in fmt.tick():
+                    yield event
             elif isinstance(item, Finished):
-                yield done_event(item.status)
+                yield fmt.done(item.status)
                 return
             else:
-                for event in line_events(item):
+                for event in fmt.lines(item):
                     yield event

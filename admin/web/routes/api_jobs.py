@@ -236,16 +236,18 @@ def job_log(
     )
 
 
-def _json_lines(lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
-    for line in lines:
-        data = LogLine(
-            seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
-        )
-        yield ServerSentEvent(data=data, id=str(line.seq), event="line")
+class _JsonEvents(livelog.EventFormat):
+    """One ``line`` event per line (JSON ``LogLine``, id = seq), then ``done`` (JSON)."""
 
+    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+        for line in lines:
+            data = LogLine(
+                seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
+            )
+            yield ServerSentEvent(data=data, id=str(line.seq), event="line")
 
-def _json_done(status: str) -> ServerSentEvent:
-    return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
+    def done(self, status: str) -> ServerSentEvent:
+        return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
 
 
 @router.get(
@@ -264,6 +266,6 @@ async def job_events(
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, _json_lines, _json_done
+        livelog.hub_of(request), job, start, keepalive, _JsonEvents()
     ):
         yield event

@@ -202,11 +202,12 @@ async def job_events(
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Server-Sent Events: each line as an HTML fragment (``line``), then ``done``."""
+    """Server-Sent Events: lines as HTML fragments (``line``), ``status`` when the status
+    block should be fetched again, then ``done``."""
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, livelog.html_lines, livelog.html_done
+        livelog.hub_of(request), job, start, keepalive, livelog.PageEvents()
     ):
         yield event
 
