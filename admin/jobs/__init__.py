@@ -11,10 +11,27 @@
 
 from __future__ import annotations
 
-from admin.jobs.hub import Finished, LogHub
-from admin.jobs.queue import JobRequest, NewLine
-from admin.jobs.runner import Runner
-from admin.jobs.supervisor import Published, Supervisor, run_in_foreground
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from admin.jobs.hub import Finished, LogHub
+    from admin.jobs.queue import JobRequest, NewLine
+    from admin.jobs.runner import Runner
+    from admin.jobs.supervisor import Published, Supervisor, run_in_foreground
+
+# Loaded on first use: the worker process (``python -m admin.jobs.worker``) imports this
+# package first and needs neither asyncio (the hub) nor the runner.
+_EXPORTS = {
+    "Finished": "admin.jobs.hub",
+    "LogHub": "admin.jobs.hub",
+    "JobRequest": "admin.jobs.queue",
+    "NewLine": "admin.jobs.queue",
+    "Runner": "admin.jobs.runner",
+    "Published": "admin.jobs.supervisor",
+    "Supervisor": "admin.jobs.supervisor",
+    "run_in_foreground": "admin.jobs.supervisor",
+}
 
 __all__ = [
     "Finished",
@@ -26,3 +43,10 @@ __all__ = [
     "Supervisor",
     "run_in_foreground",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'admin.jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
