@@ -237,10 +237,9 @@ def measure(ctx: Context) -> Section:
         "rename and the sha256 of the file.",
         f"End to end the job adds a fixed {(latency_ms - dump_ms) / 1000:.1f} s (median) that "
         "does not grow with the database: starting the worker process (a Python interpreter "
-        "importing SQLAlchemy, Alembic and pydantic: about 1.4 s of CPU, several seconds of "
-        "wall time at this load average), the migration lock, reading the revision, the "
-        "Backup row and audit events in a PostgreSQL store, and the supervisor recording the "
-        "outcome.",
+        "importing SQLAlchemy, Alembic and pydantic), the migration lock, reading the "
+        "revision, the Backup row and audit events in a PostgreSQL store, and the supervisor "
+        "recording the outcome.",
         f"{ctx.runs} runs each, alternating which side goes first; files deleted after each "
         "run. Each run, raw pg_dump / the job's dump / verification, in seconds: "
         + "; ".join(

@@ -304,4 +304,12 @@ def measure(ctx: Context) -> Section:
         f"over {CLIENT_PROCESSES} client processes (httpx, asyncio) on the same machine as "
         "the server, its PostgreSQL and the worker."
     )
+    section.notes.append(
+        "What a viewer costs: every event goes through FastAPI's SSE encoder (two memory-stream "
+        "hops, a keep-alive timer) and one socket write per viewer, so the latency with many "
+        "viewers is that per-event cost times the viewers on the CPUs left over; it grows with "
+        "the machine's load. The page's stream therefore sends the lines ready at once as one "
+        'event, and its `status` event ("fetch your status block again") at most once a '
+        "second per viewer (`PageEvents` in admin/web/livelog.py)."
+    )
     return section
