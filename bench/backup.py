@@ -15,13 +15,11 @@ import shutil
 import statistics
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from admin import audit, migrations
+from admin import audit
 from admin.backups import records
 from admin.backups.conninfo import parse_target
 from admin.backups.tools import find as find_tool
@@ -29,7 +27,7 @@ from admin.config import Settings
 from admin.jobs import JobRequest, run_in_foreground
 from admin.runtime import Runtime
 from admin.store.models import Backup, JobKind, Source
-from bench.context import Context
+from bench.context import Context, Databases
 from bench.report import Row, Section
 
 DEFAULT_SCALE = 50
@@ -52,25 +50,7 @@ def _pgbench() -> Path:
     return Path(found)
 
 
-class _Databases:
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.created: list[str] = []
-
-    def _admin(self, sql: str) -> None:
-        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(sql))
-        finally:
-            engine.dispose()
-
-    def create(self, prefix: str) -> str:
-        name = f"apex_bench_{prefix}_{uuid.uuid4().hex[:8]}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
-
+class _Databases(Databases):
     def size(self, url: str) -> int:
         engine = create_engine(url)
         try:
@@ -82,12 +62,6 @@ class _Databases:
                 )
         finally:
             engine.dispose()
-
-    def drop_all(self) -> None:
-        migrations.dispose_engines()
-        for name in self.created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
 
 
 def _environment(url: str) -> tuple[str, dict[str, str]]:

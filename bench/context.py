@@ -16,6 +16,36 @@ from admin.config import normalize_database_url
 from bench.projects import GeneratedProject, generate
 
 
+def run_admin_sql(server_url: str, sql: str) -> None:
+    """One statement outside a transaction (CREATE / DROP DATABASE) on the bench's server."""
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+class Databases:
+    """Fresh databases on the bench's server, dropped at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.created: list[str] = []
+
+    def create(self, prefix: str) -> str:
+        name = f"apex_bench_{prefix}_{uuid.uuid4().hex[:8]}"
+        run_admin_sql(self.server_url, f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        migrations.dispose_engines()
+        for name in self.created:
+            run_admin_sql(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
 @dataclass
 class Context:
     workdir: Path
@@ -25,14 +55,6 @@ class Context:
     _projects: dict[int, GeneratedProject] = field(default_factory=dict)
     _databases: dict[int, str] = field(default_factory=dict)
     _created: list[str] = field(default_factory=list)
-
-    def _admin(self, sql: str) -> None:
-        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(sql))
-        finally:
-            engine.dispose()
 
     def url(self, size: int) -> str:
         """The URL of the size's PostgreSQL database (created by ``database_at_head``)."""
@@ -53,7 +75,7 @@ class Context:
         url = self.url(size)
         name = make_url(url).database or ""
         if name not in self._created:
-            self._admin(f'CREATE DATABASE "{name}"')
+            run_admin_sql(self.server_url, f'CREATE DATABASE "{name}"')
             self._created.append(name)
             project = migrations.open_project(self.project(size).ini)
             engine = migrations.new_engine(url)
@@ -69,7 +91,7 @@ class Context:
     def drop_databases(self) -> None:
         migrations.dispose_engines()
         for name in self._created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            run_admin_sql(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._created.clear()
 
     def server_version(self) -> str:

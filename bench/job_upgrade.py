@@ -14,49 +14,20 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
-from admin import audit, migrations
+from admin import audit
 from admin.config import Settings
 from admin.jobs import JobRequest, run_in_foreground
 from admin.runtime import Runtime
 from admin.store.models import JobKind, JobLine, Source
-from bench.context import Context
+from bench.context import Context, Databases
 from bench.report import Row, Section
 from bench.timing import ALEMBIC, run_tool
 
 SIZE = 1000
 TARGET_RATIO = 1.10
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
-
-
-class Databases:
-    """Fresh databases on the bench's server, dropped at the end."""
-
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.created: list[str] = []
-
-    def _admin(self, sql: str) -> None:
-        engine = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(sql))
-        finally:
-            engine.dispose()
-
-    def create(self, prefix: str) -> str:
-        name = f"apex_bench_{prefix}_{uuid.uuid4().hex[:8]}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
-
-    def drop_all(self) -> None:
-        migrations.dispose_engines()
-        for name in self.created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
 
 
 def bench_settings(workdir: Path, **values: object) -> Settings:

@@ -31,8 +31,8 @@ from admin.auth import tokens, users
 from admin.config import Settings
 from admin.runtime import Runtime
 from admin.store.models import Role, Source
-from bench.context import Context
-from bench.job_upgrade import SECRET, Databases, bench_settings
+from bench.context import Context, Databases
+from bench.job_upgrade import SECRET, bench_settings
 from bench.report import Row, Section
 
 VIEWERS = (1, 100)
