@@ -1,8 +1,8 @@
 """Where a target database stands against the scripts.
 
-Read with ``MigrationContext.get_current_heads()`` on one connection: never
-``command.current`` or ``ScriptDirectory.get_all_current``, which cost O(N²) in the depth
-of the history.
+Read with ``MigrationContext.get_current_heads()`` on one connection: never through
+Alembic's ``current`` command or the script directory's "all current" walk, which cost
+O(N²) in the depth of the history.
 """
 
 from __future__ import annotations
