@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import stat
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -474,24 +473,6 @@ def test_pg_dump_older_than_server_names_both_versions(target: str, tmp_path: Pa
     assert "15.20" in message and "16.1" in message
     assert "16 or newer" in message and "PG_BIN_DIR" in message
     assert dir_listing(backup_dir) == []
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 @pytest.mark.postgres

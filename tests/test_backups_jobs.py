@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import stat
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -690,24 +689,6 @@ def test_a_restore_into_a_new_database_by_a_role_without_createdb_says_so(
     assert "CREATEDB" in (job.error or "")
     event = actions_of(limited, job_id=job.id)
     assert event[-2:] == ["restore-finished", "job-finished"]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB file system (tmpfs); skipped where mounting is not allowed (not root)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 @pytest.mark.postgres
