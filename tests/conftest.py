@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import TEST_SECRET_KEY
 from projects import REPO_ROOT, Rev, write_project
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -19,7 +20,6 @@ from sqlalchemy.exc import OperationalError
 from admin.config import Settings, normalize_database_url
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 # Settings the tests must not inherit from the developer's shell or a .env file.
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}

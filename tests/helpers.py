@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bs4 import BeautifulSoup
+from projects import REPO_ROOT
 
 from admin import audit
 from admin.auth import users
 from admin.runtime import Runtime
 from admin.store.models import Role, Source, User
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 # A password that passes the rules; every helper-made user has it unless told otherwise.
 PASSWORD = "correct-horse-battery-9"
