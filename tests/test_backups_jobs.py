@@ -30,6 +30,7 @@ from admin.backups.results import BackupFormat
 from admin.config import Settings
 from admin.errors import InvalidInput
 from admin.jobs import JobRequest, Runner, queue, run_in_foreground
+from admin.jobs.protocol import heads_text
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Backup, Job, JobKind, JobLine, Source, utcnow
 
@@ -195,7 +196,7 @@ def listing(path: Path) -> list[str]:
 
 def revision_of(rt: Runtime, url: str | None = None) -> str:
     project = migrations.open_project(rt.settings.alembic_config)
-    return queue.heads_text(migrations.read_current(project, url or rt.settings.database_url)[1])
+    return heads_text(migrations.read_current(project, url or rt.settings.database_url)[1])
 
 
 @contextlib.contextmanager

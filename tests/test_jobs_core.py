@@ -408,3 +408,46 @@ def test_hub_streams_a_running_job(make_runtime: Callable[..., Runtime]) -> None
     assert status == "succeeded"
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) == len(_lines(rt, 1))
+
+
+def test_the_worker_starts_without_the_panels_settings_orm_or_backups() -> None:
+    """A migration's worker imports the engine only: each of these would add to every
+    job's start (the bench's upgrade job compares it with plain `alembic`)."""
+    heavy = ("pydantic", "sqlalchemy.orm", "admin.config", "admin.store", "admin.backups")
+    probe = (
+        "import sys, admin.jobs.worker; "
+        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+@pytest.mark.parametrize(
+    ("stdin", "error"),
+    [
+        ("", "the work order on stdin is not JSON"),
+        ("[1, 2]", "the work order on stdin is not a JSON object"),
+        ('{"job_id": 7, "kind": "upgrade"}', "the work order on stdin lacks alembic_config"),
+        (None, "the work order on stdin is for job 7"),
+    ],
+)
+def test_a_worker_without_a_valid_order_fails_with_one_line(stdin: str | None, error: str) -> None:
+    from admin.jobs.protocol import Order, decode
+
+    if stdin is None:  # a valid order, for another job
+        stdin = Order(
+            7, "upgrade", None, None, "cli", "bob", "sqlite://", "x.ini", "0", "0", 1.0, False
+        ).encode()
+    done = subprocess.run(
+        [sys.executable, "-m", "admin.jobs.worker", "8" if error.endswith("job 7") else "7"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    result = decode(done.stdout.splitlines()[-1])
+    assert result.kind == "result" and result.data["status"] == "failed"
+    assert str(result.data["error"]).startswith(error)

@@ -22,8 +22,8 @@ from admin.backups.conninfo import parse_target
 from admin.backups.results import BackupFile, RestoreMode, RestoreResult
 from admin.config import Settings
 from admin.errors import AdminError, InvalidInput
-from admin.jobs.protocol import Emitter, Message
-from admin.jobs.queue import heads_text, requester
+from admin.jobs.protocol import Emitter, Message, heads_text
+from admin.jobs.queue import requester
 from admin.store.models import Backup, BackupStatus, JobKind, Source
 
 if TYPE_CHECKING:

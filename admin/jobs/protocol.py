@@ -4,12 +4,17 @@ Kinds: ``log`` (a message with a level), ``step`` (a revision started or finishe
 ``sql`` (a statement executed), ``progress`` (bytes written, steps done), ``backend``
 (the target connection's PostgreSQL backend pid, so a cancel can reach the query),
 ``backup`` (the backup that protects the job), and one final ``result``.
+
+The other way, the supervisor writes one ``Order`` on the worker's stdin: the job and the
+settings it runs with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -26,6 +31,11 @@ class Message:
     def encode(self) -> str:
         payload = {"kind": self.kind, "text": self.text, "level": self.level, **self.data}
         return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def heads_text(heads: Sequence[str]) -> str:
+    """The heads a database is at, as jobs record them ("base" for none)."""
+    return ",".join(heads) if heads else "base"
 
 
 def decode(line: str) -> Message:
@@ -60,3 +70,46 @@ class Emitter:
 
     def result(self, status: str, **data: Any) -> None:
         self.send(Message("result", status, "info", {"status": status, **data}))
+
+
+@dataclass(frozen=True)
+class Order:
+    """A job as its worker receives it: one JSON document on stdin, from the supervisor.
+
+    It holds everything a migration needs, so a worker runs one without the panel's
+    settings model, ORM or store connection (importing and opening those would cost the
+    job more than half a second before its first step). Handlers that need more (backups)
+    read the settings from the environment, which carries the same values, and the job's
+    row from the store.
+    """
+
+    job_id: int
+    kind: str
+    target_revision: str | None
+    plan_fingerprint: str | None
+    source: str
+    requested_by: str
+    database_url: str
+    alembic_config: str
+    lock_timeout: str
+    statement_timeout: str
+    migration_lock_wait: float
+    backup_gate: bool
+
+    def encode(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def decode(cls, document: str) -> Order:
+        """Raises ValueError naming what is wrong with ``document``."""
+        try:
+            payload = json.loads(document)
+        except ValueError:
+            raise ValueError("the work order on stdin is not JSON") from None
+        if not isinstance(payload, dict):
+            raise ValueError("the work order on stdin is not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - payload.keys())
+        if missing:
+            raise ValueError(f"the work order on stdin lacks {', '.join(missing)}")
+        return cls(**{name: payload[name] for name in names})

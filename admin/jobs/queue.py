@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from admin import audit, migrations
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
+from admin.jobs.protocol import heads_text
 from admin.runtime import Runtime
 from admin.store.models import (
     ACTIVE_JOB_STATUSES,
@@ -55,10 +56,6 @@ def requester(job: Job) -> audit.Actor:
 
 def project_of(rt: Runtime) -> migrations.Project:
     return migrations.open_project(rt.settings.alembic_config)
-
-
-def heads_text(heads: Sequence[str]) -> str:
-    return ",".join(heads) if heads else "base"
 
 
 def _refuse(rt: Runtime, request: JobRequest, actor: audit.Actor, error: AdminError) -> NoReturn:

@@ -8,6 +8,7 @@ import threading
 from admin import audit, migrations
 from admin.errors import AdminError
 from admin.jobs import queue
+from admin.jobs.protocol import heads_text
 from admin.jobs.supervisor import Publisher, Supervisor
 from admin.runtime import Runtime
 from admin.store.models import Job
@@ -108,7 +109,7 @@ class Runner:
         def revision_now() -> str | None:
             try:
                 project = migrations.open_project(project_path)
-                return queue.heads_text(migrations.read_current(project, url)[1])
+                return heads_text(migrations.read_current(project, url)[1])
             except AdminError:
                 return None
 

@@ -25,7 +25,7 @@ from admin import audit, migrations
 from admin.config import Settings
 from admin.errors import AdminError
 from admin.jobs import queue
-from admin.jobs.protocol import Message, decode
+from admin.jobs.protocol import Message, Order, decode, heads_text
 from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, JobStatus
 
@@ -51,6 +51,24 @@ Publisher = Callable[[int, Sequence[Published], str | None], None]
 
 def worker_command(job_id: int) -> list[str]:
     return [sys.executable, "-m", "admin.jobs.worker", str(job_id)]
+
+
+def work_order(job: Job, settings: Settings) -> Order:
+    """What the worker needs to know of ``job`` and of the settings it runs with."""
+    return Order(
+        job_id=job.id,
+        kind=job.kind,
+        target_revision=job.target_revision,
+        plan_fingerprint=job.plan_fingerprint,
+        source=job.source,
+        requested_by=job.requested_by,
+        database_url=settings.database_url,
+        alembic_config=str(settings.alembic_config),
+        lock_timeout=settings.lock_timeout,
+        statement_timeout=settings.statement_timeout,
+        migration_lock_wait=settings.migration_lock_wait,
+        backup_gate=settings.backups_gate_migrations,
+    )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -105,14 +123,14 @@ class Supervisor:
         with self.rt.reads() as session:
             self._seq = queue.last_seq(session, self.job_id)
             job = queue.get(session, self.job_id)
-        self._store([queue.NewLine(self._describe(job), "info", "runner")])
+        described = queue.NewLine(self._describe(job), "info", "runner")
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
                 worker_command(self.job_id),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 text=True,
                 encoding="utf-8",
                 errors="replace",
@@ -120,14 +138,27 @@ class Supervisor:
                 start_new_session=True,
             )
         except OSError as exc:
+            self._store([described])
             return self._finish(JobStatus.FAILED, f"the worker could not start: {exc}", None)
         self._proc = proc
+        self._hand_over(proc, work_order(job, self.rt.settings))
+        # Recorded while the worker starts up.
         queue.mark_started(self.rt, self.job_id, proc.pid)
-        self._store([queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
+        self._store([described, queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
         self._follow(proc)
         status, error = self._outcome(proc.returncode)
         elapsed = time.monotonic() - started
         return self._finish(status, error, proc.returncode, elapsed)
+
+    @staticmethod
+    def _hand_over(proc: subprocess.Popen[str], order: Order) -> None:
+        """The order on the worker's stdin (a worker that died at once has no stdin left:
+        its exit code then tells what happened)."""
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(order.encode())
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
 
     def _describe(self, job: Job) -> str:
         target = f" to {job.target_revision}" if job.target_revision else ""
@@ -281,7 +312,7 @@ class Supervisor:
         try:
             project = migrations.open_project(self.rt.settings.alembic_config)
             _, heads = migrations.read_current(project, self.rt.settings.database_url)
-            return queue.heads_text(heads)
+            return heads_text(heads)
         except AdminError:
             return (self._result or {}).get("revision_after")
 

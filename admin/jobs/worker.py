@@ -1,10 +1,16 @@
 """The job worker: ``python -m admin.jobs.worker JOB_ID``, a child process of a supervisor.
 
-It reads its job from the store, takes the target's migration lock, runs the job through
-the engine and writes one JSON line per event on stdout (``admin.jobs.protocol``). The
-supervisor stores the lines and the outcome; the only store writes made here are the
-backup handlers' Backup rows and their audit events (``admin.backups.records``).
-Alembic's module-global state lives here, never in the web process.
+It reads its job from stdin (an ``Order``: the job and the settings it runs with), takes
+the target's migration lock, runs the job through the engine and writes one JSON line per
+event on stdout (``admin.jobs.protocol``). The supervisor stores the lines and the outcome;
+the only store writes made here are the backup handlers' Backup rows and their audit
+events (``admin.backups.records``). Alembic's module-global state lives here, never in the
+web process.
+
+A migration needs nothing beyond the engine: this module imports neither the panel's
+settings model nor the ORM nor the backups (tests/test_jobs_core.py checks it), which
+would add half a second to every job's start. Backup, verify and restore jobs, and the
+backup gate, load them when they run.
 """
 
 from __future__ import annotations
@@ -17,27 +23,29 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from admin import migrations
-from admin.backups import gate as backup_gate
-from admin.backups import handlers as backup_handlers
-from admin.config import Settings, load_settings
 from admin.errors import AdminError, describe
-from admin.jobs.protocol import Emitter, Message
-from admin.jobs.queue import get, heads_text
-from admin.runtime import Runtime
-from admin.store.models import Job, JobKind
+from admin.jobs.protocol import Emitter, Message, Order, heads_text
+
+if TYPE_CHECKING:
+    from admin.config import Settings
+    from admin.runtime import Runtime
+    from admin.store.models import Job
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_CANCELLED = 130
+MIGRATIONS = ("upgrade", "downgrade", "stamp")
 
 
 class Cancelled(BaseException):
@@ -46,25 +54,46 @@ class Cancelled(BaseException):
 
 @dataclass
 class Context:
-    """What a job handler works with."""
+    """What a job handler works with: the order, and the panel's settings, store and job
+    row, each loaded on first use."""
 
-    settings: Settings
-    runtime: Runtime
-    job: Job
+    order: Order
     out: Emitter
+
+    @cached_property
+    def settings(self) -> Settings:
+        from admin.config import load_settings
+
+        return load_settings()
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        from admin.runtime import Runtime
+
+        return Runtime.open(self.settings)
+
+    @cached_property
+    def job(self) -> Job:
+        from admin.jobs.queue import get
+
+        with self.runtime.reads() as session:
+            job = get(session, self.order.job_id)
+            session.expunge(job)
+        return job
 
     @property
     def lock_owner(self) -> str:
-        job = self.job
+        order = self.order
         return migrations.describe_owner(
-            f"schema-admin job {job.id} ({job.source}, {job.requested_by})"
+            f"schema-admin job {order.job_id} ({order.source}, {order.requested_by})"
         )
+
+    def close(self) -> None:
+        if "runtime" in self.__dict__:
+            self.runtime.close()
 
 
 Handler = Callable[[Context], int]
-# Steps run before a migration's first SQL: the backup gate (a no-op unless
-# settings.backups_gate_migrations) takes and verifies a backup first.
-BEFORE_MIGRATION: list[Callable[[Context], None]] = [backup_gate.before_migration]
 
 
 def _describe_db_error(exc: DBAPIError) -> str:
@@ -85,11 +114,10 @@ def _announce_backend(ctx: Context, connection: Connection) -> None:
 
 def run_migration(ctx: Context) -> int:
     """Upgrade, downgrade or stamp under the migration lock, step by step."""
-    settings, job, out = ctx.settings, ctx.job, ctx.out
-    kind = JobKind(job.kind)
-    command = migrations.Command(kind.value)
-    project = migrations.open_project(settings.alembic_config)
-    url = settings.database_url
+    order, out = ctx.order, ctx.out
+    command = migrations.Command(order.kind)
+    project = migrations.open_project(Path(order.alembic_config))
+    url = order.database_url
     sql_digest = hashlib.sha256()
 
     def on_event(event: migrations.EngineEvent) -> None:
@@ -118,11 +146,12 @@ def run_migration(ctx: Context) -> int:
             out.log(event.text)
 
     out.log(f"taking the migration lock on {migrations.masked(url)}")
-    with migrations.migration_lock(url, wait=settings.migration_lock_wait, owner=ctx.lock_owner):
+    with migrations.migration_lock(url, wait=order.migration_lock_wait, owner=ctx.lock_owner):
         out.log("lock taken")
-        if kind in (JobKind.UPGRADE, JobKind.DOWNGRADE):
-            for step in BEFORE_MIGRATION:
-                step(ctx)
+        if order.backup_gate and command is not migrations.Command.STAMP:
+            from admin.backups import gate
+
+            gate.before_migration(ctx)
         engine = migrations.new_engine(url, application_name=ctx.lock_owner)
         try:
             with engine.connect() as connection:
@@ -131,11 +160,11 @@ def run_migration(ctx: Context) -> int:
                     project,
                     connection,
                     command,
-                    job.target_revision or "heads",
+                    order.target_revision or "heads",
                     on_event=on_event,
-                    lock_timeout=settings.lock_timeout,
-                    statement_timeout=settings.statement_timeout,
-                    expected_fingerprint=job.plan_fingerprint,
+                    lock_timeout=order.lock_timeout,
+                    statement_timeout=order.statement_timeout,
+                    expected_fingerprint=order.plan_fingerprint,
                 )
         finally:
             engine.dispose()
@@ -145,12 +174,12 @@ def run_migration(ctx: Context) -> int:
     return EXIT_SUCCEEDED
 
 
-HANDLERS: dict[JobKind, Handler] = {
-    JobKind.UPGRADE: run_migration,
-    JobKind.DOWNGRADE: run_migration,
-    JobKind.STAMP: run_migration,
-    **backup_handlers.HANDLERS,  # backup, verify, restore
-}
+def handler_for(kind: str) -> Handler | None:
+    if kind in MIGRATIONS:
+        return run_migration
+    from admin.backups.handlers import HANDLERS  # backup, verify, restore
+
+    return {k.value: handler for k, handler in HANDLERS.items()}.get(kind)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -161,24 +190,24 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Emitter()
     if len(args) != 1 or not args[0].isdigit():
-        out.result("failed", error="usage: python -m admin.jobs.worker JOB_ID")
+        out.result("failed", error="usage: python -m admin.jobs.worker JOB_ID < ORDER")
         return EXIT_CONFIG
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        settings = load_settings()
-    except AdminError as exc:
+        order = Order.decode(sys.stdin.read())
+    except ValueError as exc:
         out.result("failed", error=str(exc))
         return EXIT_CONFIG
-    runtime = Runtime.open(settings)
+    if order.job_id != int(args[0]):
+        out.result("failed", error=f"the work order on stdin is for job {order.job_id}")
+        return EXIT_CONFIG
+    ctx = Context(order, out)
     try:
-        with runtime.reads() as session:
-            job = get(session, int(args[0]))
-            session.expunge(job)
-        handler = HANDLERS.get(JobKind(job.kind))
+        handler = handler_for(order.kind)
         if handler is None:
-            out.result("failed", error=f"no worker handler for {job.kind} jobs")
+            out.result("failed", error=f"no worker handler for {order.kind} jobs")
             return EXIT_FAILED
-        return handler(Context(settings, runtime, job, out))
+        return handler(ctx)
     except Cancelled:
         out.log("cancelled: the open transaction was rolled back", "warning")
         out.result("cancelled", error="cancelled on request")
@@ -205,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        runtime.close()
+        ctx.close()
 
 
 def exit_now(code: int) -> NoReturn:
