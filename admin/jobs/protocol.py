@@ -12,11 +12,14 @@ settings it runs with.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 LEVELS = ("debug", "info", "step", "sql", "warning", "error")
 
@@ -56,20 +59,81 @@ def decode(line: str) -> Message:
 
 
 class Emitter:
-    """Writes messages to the supervisor, one flushed line each."""
+    """Writes messages to the supervisor, one line each, none held longer than ``linger``.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    A line that follows a quiet spell (``linger`` seconds since the last write) goes out at
+    once; the lines of a burst (one per SQL statement, five per revision) are held and
+    written together by a background thread at most ``linger`` later. A 1,000-revision
+    upgrade then costs a few hundred writes instead of 5,000, for the worker and for the
+    supervisor reading them, while a viewer waits ``linger`` more at worst. ``result`` is
+    always written at once, with everything held before it. ``text_stream()`` gives a
+    stream for ``sys.stdout`` that keeps a migration's own prints in order with the lines.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, linger: float = 0.0) -> None:
         self.stream = stream or sys.stdout
+        self.linger = linger
+        self._lock = threading.Lock()
+        self._held: list[str] = []
+        self._written_at = 0.0
+        self._due = threading.Event()
+        if linger > 0:
+            threading.Thread(target=self._write_later, name="emitter", daemon=True).start()
 
-    def send(self, message: Message) -> None:
-        self.stream.write(message.encode() + "\n")
-        self.stream.flush()
+    def send(self, message: Message, *, now: bool = False) -> None:
+        self.write(message.encode() + "\n", now=now)
+
+    def write(self, text: str, *, now: bool = False) -> None:
+        with self._lock:
+            self._held.append(text)
+            if now or time.monotonic() - self._written_at >= self.linger:
+                self._write()
+                return
+        self._due.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
 
     def log(self, text: str, level: str = "info") -> None:
         self.send(Message("log", text, level))
 
     def result(self, status: str, **data: Any) -> None:
-        self.send(Message("result", status, "info", {"status": status, **data}))
+        self.send(Message("result", status, "info", {"status": status, **data}), now=True)
+
+    def text_stream(self) -> TextIO:
+        return cast(TextIO, _Through(self))
+
+    def _write(self) -> None:  # with the lock held
+        if self._held:
+            self.stream.write("".join(self._held))
+            self._held.clear()
+            self.stream.flush()
+        self._written_at = time.monotonic()
+
+    def _write_later(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(self.linger)
+            self._due.clear()
+            self.flush()
+
+
+class _Through(io.TextIOBase):
+    """``sys.stdout`` in a worker: text goes out with the emitter's lines, in order."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.emitter.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.emitter.flush()
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_CANCELLED = 130
 MIGRATIONS = ("upgrade", "downgrade", "stamp")
+# The longest a line waits in the worker before the supervisor can read it (Emitter).
+LINGER = 0.01
 
 
 class Cancelled(BaseException):
@@ -186,9 +188,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Cancelled()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    out = Emitter()
+    out = out or Emitter()
     if len(args) != 1 or not args[0].isdigit():
         out.result("failed", error="usage: python -m admin.jobs.worker JOB_ID < ORDER")
         return EXIT_CONFIG
@@ -248,4 +250,6 @@ def exit_now(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    exit_now(main())
+    emitter = Emitter(sys.stdout, linger=LINGER)
+    sys.stdout = emitter.text_stream()
+    exit_now(main(out=emitter))
