@@ -430,3 +430,53 @@ def test_lock_is_held_against_a_plain_alembic_run(pg_databases) -> None:  # type
         holder.wait()
         assert holder.stdout is not None
         holder.stdout.close()
+
+
+def _seen(step: int) -> str:
+    return (
+        'op.execute("INSERT INTO seen SELECT '
+        f"{step}, current_setting('synchronous_commit'), pg_current_wal_insert_lsn()\")"
+    )
+
+
+DURABILITY = [
+    Rev(
+        "s1s1",
+        None,
+        "one",
+        'op.execute("CREATE TABLE seen (step int, sync text, lsn pg_lsn)")\n' + _seen(1),
+    ),
+    Rev("s2s2", "s1s1", "two", _seen(2)),
+    Rev("s3s3", "s2s2", "broken", 'op.execute("SELECT * FROM no_such_table")'),
+]
+
+
+def test_a_postgresql_run_commits_each_revision_without_waiting_and_flushes_at_the_end(
+    alembic_project: Callable[..., Path],
+    pg_databases,  # type: ignore[no-untyped-def]
+) -> None:
+    project = migrations.Project(alembic_project(DURABILITY))
+    url = pg_databases.create("durable")
+    events: list[migrations.EngineEvent] = []
+    engine = migrations.new_engine(url)
+    try:
+        with engine.connect() as connection:
+            migrations.run(project, connection, Command.UPGRADE, "s2s2", on_event=events.append)
+            # Back to the server's setting, and the WAL flushed past the last revision's.
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            flushed = connection.execute(
+                text("SELECT pg_current_wal_flush_lsn() >= max(lsn) FROM seen")
+            ).scalar()
+            rows = connection.execute(text("SELECT step, sync FROM seen ORDER BY step")).all()
+            connection.rollback()
+            with pytest.raises(Exception, match="no_such_table"):
+                migrations.run(
+                    project, connection, Command.UPGRADE, "heads", on_event=events.append
+                )
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [(1, "off"), (2, "off")]
+    assert flushed is True
+    assert any(e.kind is EventKind.LOG and "one flushed commit" in e.text for e in events)
+    assert migrations.read_status(project, url).current == ("s2s2",)
