@@ -2,8 +2,9 @@
 
 The caller (the job worker, a subprocess) holds the migration lock and hands over a
 dedicated connection; env.py receives it in ``config.attributes["connection"]`` and runs
-one transaction per revision. Each step started / finished, each SQL statement, Alembic's
-log messages and Python warnings reach ``on_event`` as they happen.
+one transaction per revision (on PostgreSQL without waiting for each WAL flush: one flush
+at the end, ``one_flush_per_run``). Each step started / finished, each SQL statement,
+Alembic's log messages and Python warnings reach ``on_event`` as they happen.
 """
 
 from __future__ import annotations
