@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from projects import Rev, write_revision
-from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy import create_engine, func, inspect, select, text
 
 from admin import audit, migrations
 from admin.config import Settings
@@ -451,3 +451,31 @@ def test_a_worker_without_a_valid_order_fails_with_one_line(stdin: str | None, e
     result = decode(done.stdout.splitlines()[-1])
     assert result.kind == "result" and result.data["status"] == "failed"
     assert str(result.data["error"]).startswith(error)
+
+
+def test_the_line_writer_replaces_a_lost_connection_and_pools_nothing(
+    make_runtime: Callable[..., Runtime],
+    pg_databases,  # type: ignore[no-untyped-def]
+) -> None:
+    rt = make_runtime(store=pg_databases.create("store"))
+    job = queue.submit(rt, JobRequest(JobKind.UPGRADE, "head"), ALICE)
+    writer = queue.LineWriter(rt, job.id)
+    writer.append(1, [queue.NewLine("one", "info", "runner")], steps_done=1)
+    # The store restarts between two batches: every session of the store is gone.
+    admin = create_engine(rt.settings.admin_database_url)
+    with admin.connect() as connection:
+        killed = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    admin.dispose()
+    assert killed
+    writer.append(2, [queue.NewLine("two", "info", "runner")], steps_done=2)
+    writer.close()
+    assert [line.text for line in _lines(rt, job.id)] == ["one", "two"]
+    assert _job(rt, job.id).steps_done == 2
+    # Its commits did not wait for the WAL flush; the pool's connections still do.
+    with rt.store_engine.connect() as connection:
+        assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"

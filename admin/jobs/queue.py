@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from admin import audit, migrations
@@ -248,37 +248,67 @@ def mark_started(rt: Runtime, job_id: int, pid: int) -> Job:
     return job
 
 
-def append(
-    rt: Runtime, job_id: int, first_seq: int, new: Sequence[NewLine], **changes: Any
-) -> None:
-    """Store lines numbered from ``first_seq`` (and job column changes) in one commit.
+class LineWriter:
+    """Stores a job's log lines (and job column changes), one commit per batch.
 
-    The supervisor's hot path (a batch every COALESCE seconds while lines keep coming): SQL
-    on a plain connection, without an ORM session around it.
+    The supervisor's hot path: a batch every COALESCE seconds while lines keep coming. One
+    store connection serves the whole job, so a batch is its INSERT and COMMIT alone: no
+    pool checkout with its ping, no ORM session. On PostgreSQL its commits don't wait for
+    the WAL flush (the job's final status, committed by ``finish`` with a wait, makes every
+    earlier line durable too); the connection is discarded at ``close``, never pooled, so no
+    other work inherits that. A connection lost between batches (the store restarted) is
+    replaced once.
     """
-    with rt.store_engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Log lines need not wait for their own WAL flush: the job's final status is
-            # committed synchronously later, which makes every earlier line durable too.
-            connection.execute(text("SET LOCAL synchronous_commit = off"))
+
+    def __init__(self, rt: Runtime, job_id: int) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self._connection: Connection | None = None
+
+    def append(self, first_seq: int, new: Sequence[NewLine], **changes: Any) -> None:
+        """Lines numbered from ``first_seq`` and ``changes`` to the job's row, together."""
         now = utcnow()
-        if new:
-            connection.execute(
-                insert(JobLine),
-                [
-                    {
-                        "job_id": job_id,
-                        "seq": first_seq + i,
-                        "created_at": now,
-                        "stream": line.stream,
-                        "level": line.level,
-                        "text": line.text,
-                    }
-                    for i, line in enumerate(new)
-                ],
-            )
-        if changes:
-            connection.execute(update(Job).where(Job.id == job_id).values(**changes))
+        rows = [
+            {
+                "job_id": self.job_id,
+                "seq": first_seq + i,
+                "created_at": now,
+                "stream": line.stream,
+                "level": line.level,
+                "text": line.text,
+            }
+            for i, line in enumerate(new)
+        ]
+        for attempt in (1, 2):
+            connection = self._connect()
+            try:
+                with connection.begin():
+                    if rows:
+                        connection.execute(insert(JobLine), rows)
+                    if changes:
+                        connection.execute(
+                            update(Job).where(Job.id == self.job_id).values(**changes)
+                        )
+                return
+            except DBAPIError as exc:
+                self.close()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.invalidate()
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            connection = self.rt.store_engine.connect()
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET synchronous_commit = off")
+                connection.commit()
+            self._connection = connection
+        return self._connection
 
 
 def heartbeat(rt: Runtime, job_id: int) -> bool:

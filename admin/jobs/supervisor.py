@@ -32,6 +32,8 @@ from admin.store.models import Job, JobKind, JobStatus
 MAX_BATCH = 500
 # Seconds between two commits of log lines while lines keep coming.
 COALESCE = 0.05
+# Seconds between two writes of the job's steps done (pages refresh at most once a second).
+PROGRESS_EVERY = 1.0
 MAX_LINE = 64 * 1024
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
@@ -109,6 +111,8 @@ class Supervisor:
         self._result: dict[str, Any] | None = None
         self._seq = 0
         self._steps_done = 0
+        self._progress_at = 0.0
+        self._lines = queue.LineWriter(runtime, job_id)
         self._proc: subprocess.Popen[str] | None = None
 
     # Control from other threads.
@@ -120,6 +124,12 @@ class Supervisor:
     # The run.
 
     def run(self) -> Job:
+        try:
+            return self._run()
+        finally:
+            self._lines.close()
+
+    def _run(self) -> Job:
         with self.rt.reads() as session:
             self._seq = queue.last_seq(session, self.job_id)
             job = queue.get(session, self.job_id)
@@ -229,7 +239,10 @@ class Supervisor:
             self._backend_pid = int(data["pid"]) if data.get("pid") else None
         elif message.kind == "step" and data.get("event") == "finished":
             self._steps_done = int(data.get("step") or self._steps_done + 1)
-            changes["steps_done"] = self._steps_done
+            now = time.monotonic()
+            if now - self._progress_at >= PROGRESS_EVERY:
+                self._progress_at = now
+                changes["steps_done"] = self._steps_done
         elif message.kind == "backup" and data.get("backup_id"):
             changes["backup_id"] = int(data["backup_id"])
         elif message.kind == "result":
@@ -237,7 +250,7 @@ class Supervisor:
 
     def _store(self, lines: Sequence[queue.NewLine], **changes: Any) -> None:
         first = self._seq + 1
-        queue.append(self.rt, self.job_id, first, lines, **changes)
+        self._lines.append(first, lines, **changes)
         self._seq += len(lines)
         if self.echo is not None:
             for line in lines:
@@ -332,7 +345,7 @@ class Supervisor:
         if error:
             summary += f": {error}"
         level = "info" if status is JobStatus.SUCCEEDED else "error"
-        self._store([queue.NewLine(summary, level, "runner")])
+        self._store([queue.NewLine(summary, level, "runner")], steps_done=self._steps_done)
         result = self._result or {}
         finished = queue.finish(
             self.rt,
