@@ -341,7 +341,7 @@ def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> No
     def sql(seq: int) -> Published:
         return Published(seq, "sql", "stdout", "SELECT 1")
 
-    page = livelog.PageEvents(status_interval=0.2)
+    page = livelog.PageEvents(status_interval=0.2, spread=0)
     first = list(page.lines([sql(1), sql(2)]))
     # The first lines: the page may still show "queued".
     assert kinds(first) == ["line", "status"] and first[1].id is None
@@ -357,3 +357,11 @@ def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> No
     assert kinds(page.lines([sql(5)])) == ["line"]
     assert kinds(page.lines([step(6)])) == ["line", "status"]
     assert page.done("succeeded").event == "done"
+
+
+def test_viewers_that_opened_together_get_their_status_events_apart() -> None:
+    pages = [livelog.PageEvents(status_interval=1.0) for _ in range(50)]
+    for page in pages:
+        list(page.lines([Published(1, "step", "stdout", "step 1 finished")]))
+    waits = {page._wait for page in pages}
+    assert len(waits) > 40 and all(1.0 <= wait <= 1.25 for wait in waits)

@@ -83,8 +83,8 @@ class LogHub:
 
     def _ingest(self, job_id: int, lines: list[Published], status: str | None) -> None:
         channel = self._channels.get(job_id)
-        if channel is None:
-            return
+        if channel is None or (not lines and status is None):
+            return  # nothing new (the poller found nothing): viewers stay asleep
         for line in lines:
             if line.seq == channel.known + 1:
                 channel.buffer.append(line)
@@ -171,8 +171,8 @@ class LogHub:
         loop = asyncio.get_running_loop()
         try:
             last = after
-            # Measured from the last thing sent: the poller wakes the channel every
-            # poll_interval even when nothing is new, which must not postpone the tick.
+            # Measured from the last thing sent: a wake that brings this viewer nothing
+            # (lines it already has, a gap being read) must not postpone the tick.
             quiet_until = loop.time() + keepalive
             while True:
                 changed = channel.changed

@@ -61,13 +61,14 @@ def decode(line: str) -> Message:
 class Emitter:
     """Writes messages to the supervisor, one line each, none held longer than ``linger``.
 
-    A line that follows a quiet spell (``linger`` seconds since the last write) goes out at
-    once; the lines of a burst (one per SQL statement, five per revision) are held and
-    written together by a background thread at most ``linger`` later. A 1,000-revision
-    upgrade then costs a few hundred writes instead of 5,000, for the worker and for the
-    supervisor reading them, while a viewer waits ``linger`` more at worst. ``result`` is
-    always written at once, with everything held before it. ``text_stream()`` gives a
-    stream for ``sys.stdout`` that keeps a migration's own prints in order with the lines.
+    A line is held, and a background thread writes it ``linger`` later together with the
+    lines that followed it: a revision's five lines (started, its SQL, the version update,
+    finished) usually reach the supervisor as one write, which it stores as one batch. A
+    1,000-revision upgrade then costs a few hundred writes instead of 5,000, for the worker
+    and for the supervisor reading them, while a viewer waits ``linger`` more at worst (and
+    not the supervisor's COALESCE for the second half of a revision's lines). ``result`` is
+    written at once, with everything held before it. ``text_stream()`` gives a stream for
+    ``sys.stdout`` that keeps a migration's own prints in order with the lines.
     """
 
     def __init__(self, stream: TextIO | None = None, *, linger: float = 0.0) -> None:
@@ -75,7 +76,6 @@ class Emitter:
         self.linger = linger
         self._lock = threading.Lock()
         self._held: list[str] = []
-        self._written_at = 0.0
         self._due = threading.Event()
         if linger > 0:
             threading.Thread(target=self._write_later, name="emitter", daemon=True).start()
@@ -86,7 +86,7 @@ class Emitter:
     def write(self, text: str, *, now: bool = False) -> None:
         with self._lock:
             self._held.append(text)
-            if now or time.monotonic() - self._written_at >= self.linger:
+            if now or self.linger <= 0:
                 self._write()
                 return
         self._due.set()
@@ -109,7 +109,6 @@ class Emitter:
             self.stream.write("".join(self._held))
             self._held.clear()
             self.stream.flush()
-        self._written_at = time.monotonic()
 
     def _write_later(self) -> None:
         while True:

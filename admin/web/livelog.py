@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import random
 import re
 import time
 from collections import Counter
@@ -51,6 +53,12 @@ def line_html(seq: int, level: str, stream: str, text: str) -> Markup:
         f'<div class="log-line level-{level_class} stream-{stream_class}" id="line-{seq}" '
         f'data-seq="{seq}">{body}</div>'
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _fragment(line: Published) -> str:
+    """A published line's fragment, rendered once for all the viewers that are sent it."""
+    return str(line_html(line.seq, line.level, line.stream, line.text))
 
 
 def resume_after(after: int, last_event_id: str | None) -> int:
@@ -165,16 +173,20 @@ class PageEvents(EventFormat):
     the first lines (the page may still say "queued"), then when a step has finished, at most
     once every ``status_interval`` seconds per viewer (a refresh the interval held back goes
     with the next lines or keep-alive tick). Many viewers of a busy job then cost one event
-    per batch each, not two.
+    per batch each, not two. Each wait is longer by a random part of up to ``spread`` of the
+    interval: viewers that opened the page together would otherwise all get their status
+    event in the same batch, and the last of them its lines that much later.
     """
 
-    def __init__(self, status_interval: float = STATUS_INTERVAL) -> None:
+    def __init__(self, status_interval: float = STATUS_INTERVAL, spread: float = 0.25) -> None:
         self.status_interval = status_interval
+        self.spread = spread
         self._pending = True
         self._sent_at: float | None = None
+        self._wait = status_interval
 
     def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
-        fragments = "".join(str(line_html(x.seq, x.level, x.stream, x.text)) for x in lines)
+        fragments = "".join(_fragment(line) for line in lines)
         yield ServerSentEvent(raw_data=fragments, id=str(lines[-1].seq), event="line")
         if any(line.level == "step" for line in lines):
             self._pending = True
@@ -185,9 +197,10 @@ class PageEvents(EventFormat):
 
     def _status(self, data: str) -> Iterable[ServerSentEvent]:
         now = time.monotonic()
-        if self._pending and (self._sent_at is None or now - self._sent_at >= self.status_interval):
+        if self._pending and (self._sent_at is None or now - self._sent_at >= self._wait):
             self._pending = False
             self._sent_at = now
+            self._wait = self.status_interval * (1 + random.uniform(0, self.spread))
             yield ServerSentEvent(raw_data=data, event="status")
 
 
