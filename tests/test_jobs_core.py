@@ -314,6 +314,32 @@ def test_cancel_a_long_step(make_runtime: Callable[..., Runtime]) -> None:
     assert "job-cancel-requested" in _actions(rt, job.id)
 
 
+def test_steps_done_catches_up_while_a_long_step_runs(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """Two quick steps, then one that sleeps: the job shows 2 done while the third runs
+    (progress is written at most once a second, and also when no line comes)."""
+    slow_third = [
+        *LINEAR[:2],
+        Rev("ccc333", "bbb222", "slow", "op.execute('SELECT pg_sleep(60)')", "pass"),
+    ]
+    rt = make_runtime(slow_third)
+    runner = Runner(rt)
+    runner.start()
+    try:
+        job = runner.submit(JobRequest(JobKind.UPGRADE, "head"), ALICE)
+        _wait_for_line(rt, job.id, "pg_sleep")
+        deadline = time.monotonic() + 10
+        while _job(rt, job.id).steps_done < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _job(rt, job.id).steps_done == 2
+        runner.cancel(job.id, ALICE)
+        assert runner.wait(job.id, timeout=30)
+    finally:
+        runner.stop()
+    assert _job(rt, job.id).status == "cancelled"
+
+
 def test_a_killed_worker_leaves_a_revision_boundary_and_an_interrupted_job(
     make_runtime: Callable[..., Runtime],
 ) -> None:

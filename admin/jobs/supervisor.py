@@ -111,6 +111,7 @@ class Supervisor:
         self._result: dict[str, Any] | None = None
         self._seq = 0
         self._steps_done = 0
+        self._steps_stored = 0
         self._progress_at = 0.0
         self._lines = queue.LineWriter(runtime, job_id)
         self._proc: subprocess.Popen[str] | None = None
@@ -230,8 +231,18 @@ class Supervisor:
             self._absorb(message, changes)
             if message.kind != "result":
                 lines.append(queue.NewLine(message.text, message.level, "stdout"))
+        self._progress(changes)
         if lines or changes:
             self._store(lines, **changes)
+
+    def _progress(self, changes: dict[str, Any]) -> None:
+        """Steps done, written at most every PROGRESS_EVERY seconds: also when no line came
+        since (the step after a few quick ones may run for minutes)."""
+        now = time.monotonic()
+        if self._steps_done != self._steps_stored and now - self._progress_at >= PROGRESS_EVERY:
+            self._progress_at = now
+            self._steps_stored = self._steps_done
+            changes["steps_done"] = self._steps_done
 
     def _absorb(self, message: Message, changes: dict[str, Any]) -> None:
         data = message.data
@@ -239,10 +250,6 @@ class Supervisor:
             self._backend_pid = int(data["pid"]) if data.get("pid") else None
         elif message.kind == "step" and data.get("event") == "finished":
             self._steps_done = int(data.get("step") or self._steps_done + 1)
-            now = time.monotonic()
-            if now - self._progress_at >= PROGRESS_EVERY:
-                self._progress_at = now
-                changes["steps_done"] = self._steps_done
         elif message.kind == "backup" and data.get("backup_id"):
             changes["backup_id"] = int(data["backup_id"])
         elif message.kind == "result":
