@@ -45,7 +45,6 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3
 EXIT_CANCELLED = 130
-MIGRATIONS = ("upgrade", "downgrade", "stamp")
 # The longest a line waits in the worker before the supervisor can read it (Emitter).
 LINGER = 0.01
 
@@ -177,7 +176,7 @@ def run_migration(ctx: Context) -> int:
 
 
 def handler_for(kind: str) -> Handler | None:
-    if kind in MIGRATIONS:
+    if kind in list(migrations.Command):  # upgrade, downgrade, stamp
         return run_migration
     from admin.backups.handlers import HANDLERS  # backup, verify, restore
 
