@@ -270,6 +270,11 @@ class Settings(BaseSettings):
         return self.backup_before_migrate
 
     @property
+    def cache_dir(self) -> Path:
+        """What the panel keeps to start fast (the revision catalog), under VAR_DIR."""
+        return self.var_dir / "cache"
+
+    @property
     def target_url_masked(self) -> str:
         return mask_url(self.database_url)
 

@@ -286,7 +286,7 @@ def _ensure_first_admin(rt: Runtime) -> None:
 
 def _migrate_on_start(rt: Runtime, start: Start, *, serving: bool) -> None:
     settings = rt.settings
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     status = migrations.read_status(project, settings.database_url, max_age=0)
     start.state = status.state.value
     states = migrations.State

@@ -53,7 +53,7 @@ def check(runtime: Runtime) -> Readiness:
             {"store": "unreachable"},
         )
     try:
-        project = migrations.open_project(settings.alembic_config)
+        project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     except AdminError as exc:
         return Readiness(False, str(exc), {"store": "ok", "target": "no project"})
     status = migrations.read_status(project, settings.database_url)

@@ -169,7 +169,7 @@ class StoreCollector(Collector):
     def _target(self, rt: Runtime) -> Iterator[Metric]:
         up = GaugeMetricFamily(f"{PREFIX}_target_up", "1 when the target answered this scrape.")
         try:
-            project = migrations.open_project(rt.settings.alembic_config)
+            project = migrations.open_project(rt.settings.alembic_config, rt.settings.cache_dir)
             status = migrations.read_status(project, rt.settings.database_url)
         except AdminError:
             up.add_metric([], 0)

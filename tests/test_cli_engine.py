@@ -667,13 +667,13 @@ def test_an_added_revision_file_is_seen_past_max_age_without_a_full_scan(
     assert project.graph().heads == (HEAD,)
     versions = project_ini.parent / "migrations" / "versions"
     scans: list[int] = []
-    full_scan = project._folders_fingerprint
+    full_scan = project._files
 
-    def counted() -> str:
+    def counted() -> list[tuple[Path, os.stat_result]]:
         scans.append(1)
         return full_scan()
 
-    monkeypatch.setattr(project, "_folders_fingerprint", counted)
+    monkeypatch.setattr(project, "_files", counted)
     monkeypatch.setattr(project_module, "FULL_SCAN_EVERY", 3600.0)
     project.graph(max_age=1e-9)
     assert scans == []  # only the folders were stat'ed

@@ -86,7 +86,7 @@ def sink(out: Emitter) -> Callable[[str], None]:
 
 def read_revision(settings: Settings, url: str | None = None) -> str:
     """The Alembic revision(s) a database is at ('base' when none is applied)."""
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     _, heads = migrations.read_current(project, url or settings.database_url)
     return heads_text(heads)
 

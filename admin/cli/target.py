@@ -14,7 +14,7 @@ from admin.migrations.database import is_postgresql
 
 def project(settings: Settings) -> migrations.Project:
     """The managed Alembic project (ALEMBIC_CONFIG)."""
-    return migrations.open_project(settings.alembic_config)
+    return migrations.open_project(settings.alembic_config, settings.cache_dir)
 
 
 def dialect(url: str) -> str:

@@ -55,7 +55,7 @@ def requester(job: Job) -> audit.Actor:
 
 
 def project_of(rt: Runtime) -> migrations.Project:
-    return migrations.open_project(rt.settings.alembic_config)
+    return migrations.open_project(rt.settings.alembic_config, rt.settings.cache_dir)
 
 
 def _refuse(rt: Runtime, request: JobRequest, actor: audit.Actor, error: AdminError) -> NoReturn:

@@ -330,7 +330,9 @@ class Supervisor:
         if JobKind(job.kind) is JobKind.BACKUP:
             return (self._result or {}).get("revision_after")
         try:
-            project = migrations.open_project(self.rt.settings.alembic_config)
+            project = migrations.open_project(
+                self.rt.settings.alembic_config, self.rt.settings.cache_dir
+            )
             _, heads = migrations.read_current(project, self.rt.settings.database_url)
             return heads_text(heads)
         except AdminError:

@@ -1,7 +1,9 @@
 """The engine: the Alembic facade, and the only module that touches Alembic's internals.
 
-- ``open_project(path)`` loads an Alembic project once (cached ScriptDirectory, rebuilt
-  when a revision file changes) and gives its revision ``graph()``;
+- ``open_project(path, cache_dir)`` loads an Alembic project once and gives its revision
+  ``graph()``, read from the revision files' text (``catalog``, kept across restarts in
+  ``cache_dir``) without importing them; a revision module is imported only where it runs
+  (``lazy``);
 - ``read_status(project, url)`` says where a target database stands;
 - ``make_plan(project, direction, target, current)`` gives the ordered steps of a run;
 - ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step;

@@ -1,170 +1,63 @@
-"""The managed Alembic project: one cached ScriptDirectory and the revision graph.
+"""The managed Alembic project: its revision graph, read from the catalog.
 
-The project is loaded once per process. A fingerprint of the version folders (file names,
-sizes, mtimes) is compared before use, and the ScriptDirectory is rebuilt only when a
-revision file was added, removed or changed. The fingerprint costs one stat per revision
-file (over 100 ms at 5,000 files on a slow disk), so between two full scans, which are at
-most ``FULL_SCAN_EVERY`` seconds apart, a check older than ``max_age`` stats only the
+The graph comes from ``catalog`` (what each revision file declares, read from its text and
+cached across restarts in ``VAR_DIR/cache``) through ``lazy.script_directory``: reading
+the graph imports no revision module. The project is loaded once per process; a check
+before use compares the version folders with what was read. A full check stats every
+revision file (tens of milliseconds at 5,000 files), so between two full checks, which are
+at most ``FULL_SCAN_EVERY`` seconds apart, a check older than ``max_age`` stats only the
 folders: their mtime changes when a file is added, removed or renamed (a deploy, a git
-checkout). An edit in place is seen at the next full scan, or at once with ``max_age=0``,
-which always scans in full: runs and job submissions use it, so they never act on stale files.
+checkout). An edit in place is seen at the next full check, or at once with ``max_age=0``,
+which always checks in full: runs and job submissions use it, so they never act on stale
+files. A changed file costs reading that file, not all of them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from admin.errors import AdminError, NotFound
+from admin.migrations import catalog, lazy
+from admin.migrations import graph as graph_module
+from admin.migrations.errors import MigrationError, UnknownRevision
+from admin.migrations.graph import Graph, Revision
 
-# Seconds between two full scans of the version folders (see the module's docstring).
+# Seconds between two full checks of the revision files (see the module's docstring).
 FULL_SCAN_EVERY = 15.0
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
 
-
-class MigrationError(AdminError):
-    """A request the engine cannot carry out, said so a person can act on it."""
-
-    status = 400
-    title = "Migration error"
-
-
-class UnknownRevision(MigrationError, NotFound):
-    status = 404
-    title = "Unknown revision"
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One revision file, as the panel shows it."""
-
-    id: str
-    message: str
-    down_revisions: tuple[str, ...]
-    children: tuple[str, ...]
-    branch_labels: tuple[str, ...]
-    dependencies: tuple[str, ...]
-    create_date: datetime | None
-    path: Path
-    docstring: str
-    sha256: str
-    is_head: bool
-    is_base: bool
-    is_branch_point: bool
-    is_merge_point: bool
-
-
-@dataclass(frozen=True)
-class Graph:
-    """Every revision, newest first (Alembic's walk order), and what it knows of them."""
-
-    revisions: tuple[Revision, ...]
-    heads: tuple[str, ...]
-    bases: tuple[str, ...]
-    fingerprint: str
-    by_id: dict[str, Revision] = field(repr=False)
-
-    def __len__(self) -> int:
-        return len(self.revisions)
-
-    def get(self, revision_id: str) -> Revision:
-        """A revision by its full id or a unique prefix of it."""
-        found = self.by_id.get(revision_id)
-        if found is not None:
-            return found
-        if not re.fullmatch(r"[0-9A-Za-z_]{1,64}", revision_id or ""):
-            raise UnknownRevision(f"{revision_id!r} is not a revision id")
-        matches = [rid for rid in self.by_id if rid.startswith(revision_id)]
-        if len(matches) == 1:
-            return self.by_id[matches[0]]
-        if matches:
-            shown = ", ".join(sorted(matches)[:5])
-            raise MigrationError(
-                f"{revision_id!r} is ambiguous: it starts {len(matches)} revisions ({shown}); "
-                "give more characters"
-            )
-        raise UnknownRevision(f"no revision file has the id {revision_id!r}")
-
-    def resolve(self, value: str) -> tuple[str, ...]:
-        """Where a database stands, as a person names it: ``base``, ``head``/``heads``, or
-        comma-separated ids (unique prefixes allowed; a repeated id counts once)."""
-        value = value.strip()
-        if value in ("", "base"):
-            return ()
-        if value == "heads":
-            return self.heads
-        if value == "head":
-            if len(self.heads) != 1:
-                raise MigrationError(
-                    f"the scripts have {len(self.heads)} heads ({', '.join(self.heads)}): "
-                    "name one revision, or 'heads'"
-                )
-            return self.heads
-        return tuple(dict.fromkeys(self.get(part.strip()).id for part in value.split(",")))
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _create_date(text: str) -> datetime | None:
-    match = _CREATE_DATE.search(text or "")
-    if not match:
-        return None
-    try:
-        return datetime.fromisoformat(match.group(1).strip())
-    except ValueError:
-        return None
-
-
-def _to_revision(script: Script) -> Revision:
-    path = Path(script.path)
-    docstring = (script.module.__doc__ or "").strip()
-    return Revision(
-        id=script.revision,
-        message=script.doc or "",
-        down_revisions=tuple(script._versioned_down_revisions),
-        children=tuple(sorted(script.nextrev)),
-        branch_labels=tuple(sorted(script.branch_labels)),
-        dependencies=tuple(script._resolved_dependencies),
-        create_date=_create_date(docstring),
-        path=path,
-        docstring=docstring,
-        sha256=_file_sha256(path),
-        is_head=script.is_head,
-        is_base=script.is_base,
-        is_branch_point=script.is_branch_point,
-        is_merge_point=script.is_merge_point,
-    )
+__all__ = ["Graph", "MigrationError", "Project", "Revision", "UnknownRevision", "open_project"]
 
 
 class Project:
     """An Alembic project (an alembic.ini and its script folder), loaded once."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, cache_dir: Path | None = None) -> None:
         self.config_path = Path(config_path).resolve()
         if not self.config_path.is_file():
             raise MigrationError(
                 f"the Alembic configuration {self.config_path} does not exist "
                 "(set ALEMBIC_CONFIG to the project's alembic.ini)"
             )
+        self.cache_file = catalog.cache_file(cache_dir, self.config_path)
         self._lock = threading.RLock()
+        self._base: ScriptDirectory | None = None
+        self._base_stamp: tuple[int, int] | None = None
         self._script: ScriptDirectory | None = None
         self._graph: Graph | None = None
-        self._folders_fp: str | None = None
+        self._entries: dict[str, catalog.Entry] = {}
+        self._kept: dict[str, Any] | None = None
+        self._files_stamp: tuple[tuple[str, int, int], ...] = ()
         self._folders_stamp: tuple[tuple[str, int], ...] = ()
         self._checked_at = 0.0
         self._scanned_at = 0.0
@@ -191,20 +84,74 @@ class Project:
 
     # Loading and refreshing.
 
-    def _folders_fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for folder in self._version_dirs:
+    def _base_directory(self) -> ScriptDirectory:
+        """Alembic's ScriptDirectory for the config (made again when alembic.ini changes)."""
+        stat = self.config_path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        if self._base is None or stamp != self._base_stamp:
             try:
-                entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except FileNotFoundError:
-                digest.update(f"missing:{folder}".encode())
-                continue
-            for entry in entries:
-                if not entry.name.endswith((".py", ".pyc")) or not entry.is_file():
-                    continue
-                stat = entry.stat()
-                digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
+                self._base = ScriptDirectory.from_config(self.config())
+                self._version_dirs = [Path(p) for p in self._base._version_locations]
+            except CommandError as exc:
+                raise MigrationError(f"the revision files cannot be read: {exc}") from exc
+            self._base_stamp = stamp
+            self._version_table = None
+        return self._base
+
+    def _files(self) -> list[tuple[Path, os.stat_result]]:
+        """The revision files and their stat: one listing and one stat per file."""
+        return catalog.revision_files(self._base_directory())
+
+    @staticmethod
+    def _files_stamp_of(
+        files: list[tuple[Path, os.stat_result]],
+    ) -> tuple[tuple[str, int, int], ...]:
+        return tuple((str(path), stat.st_size, stat.st_mtime_ns) for path, stat in files)
+
+    def _load(self, files: list[tuple[Path, os.stat_result]]) -> None:
+        cached = (
+            catalog.Cached(self._entries, self._kept)
+            if self._entries
+            else catalog.load_cache(self.cache_file)
+        )
+        try:
+            entries, read = catalog.scan(files, cached.entries)
+        except OSError as exc:
+            raise MigrationError(f"the revision files cannot be read: {exc}") from exc
+        base = self._base_directory()
+        # A fresh ScriptDirectory each load: Alembic memoizes its revision map in it, and a
+        # request still planning with the previous one keeps its own.
+        script = lazy.script_directory(
+            ScriptDirectory(
+                base.dir,
+                file_template=base.file_template,
+                truncate_slug_length=base.truncate_slug_length,
+                version_locations=base.version_locations,
+                sourceless=base.sourceless,
+                output_encoding=base.output_encoding,
+                timezone=base.timezone,
+                hooks=base.hooks,
+                recursive_version_locations=base.recursive_version_locations,
+                messaging_opts=base.messaging_opts,
+            ),
+            entries,
+        )
+        built = graph_module.from_cache(cached.graph, entries)
+        if built is None:
+            try:
+                built, kept = graph_module.from_script(script, entries)
+            except CommandError as exc:
+                raise MigrationError(f"the revision files cannot be read: {exc}") from exc
+            catalog.save_cache(self.cache_file, entries, kept)
+        else:
+            kept = cached.graph or {}
+            if read:
+                catalog.save_cache(self.cache_file, entries, kept)
+        self._graph = built
+        self._kept = kept
+        self._script = script
+        self._files_stamp = self._files_stamp_of(files)
+        self._entries = {entry.path: entry for entry in entries}
 
     def _stamp(self) -> tuple[tuple[str, int], ...]:
         """The version folders' own mtimes: one stat per folder."""
@@ -216,31 +163,6 @@ class Project:
                 stamp.append((str(folder), -1))
         return tuple(stamp)
 
-    def _load(self) -> None:
-        try:
-            script = ScriptDirectory.from_config(self.config())
-            self._version_dirs = [Path(p) for p in script._version_locations]
-            fingerprint = self._folders_fingerprint()
-            scripts = list(script.walk_revisions())
-        except CommandError as exc:
-            raise MigrationError(f"the revision files cannot be read: {exc}") from exc
-        except (SyntaxError, ImportError) as exc:
-            raise MigrationError(f"a revision file does not load: {exc}") from exc
-        revisions = tuple(_to_revision(s) for s in scripts)
-        content = hashlib.sha256()
-        for revision in revisions:
-            content.update(f"{revision.id}:{revision.sha256}\n".encode())
-        self._graph = Graph(
-            revisions=revisions,
-            heads=tuple(script.get_heads()),
-            bases=tuple(script.get_bases()),
-            fingerprint=content.hexdigest(),
-            by_id={r.id: r for r in revisions},
-        )
-        self._script = script
-        self._folders_fp = fingerprint
-        self._version_table = None
-
     def _fresh(self, max_age: float) -> None:
         now = time.monotonic()
         if self._script is not None:
@@ -250,14 +172,13 @@ class Project:
             if max_age > 0 and recent_scan and self._stamp() == self._folders_stamp:
                 self._checked_at = now
                 return
-        # Stamp first: a file added during the scan then shows at the next check.
-        stamp = self._stamp()
-        if self._script is None or self._folders_fingerprint() != self._folders_fp:
-            dirs = self._version_dirs
-            self._load()
-            if self._version_dirs != dirs:
-                stamp = self._stamp()
-        self._folders_stamp = stamp
+        # Folders first: a file added during the check then shows at the next one.
+        self._base_directory()
+        folders = self._stamp()
+        files = self._files()
+        if self._script is None or self._files_stamp_of(files) != self._files_stamp:
+            self._load(files)
+        self._folders_stamp = folders
         self._checked_at = self._scanned_at = now
 
     def graph(self, max_age: float = 1.0) -> Graph:
@@ -314,12 +235,13 @@ _projects: dict[Path, Project] = {}
 _projects_lock = threading.Lock()
 
 
-def open_project(config_path: Path) -> Project:
-    """The process-wide Project for an alembic.ini (loaded on first use)."""
+def open_project(config_path: Path, cache_dir: Path | None = None) -> Project:
+    """The process-wide Project for an alembic.ini (loaded on first use); what was read of
+    its revision files is kept in ``cache_dir`` across restarts."""
     key = Path(config_path).resolve()
     with _projects_lock:
         project = _projects.get(key)
         if project is None:
-            project = Project(key)
+            project = Project(key, cache_dir)
             _projects[key] = project
         return project

@@ -64,7 +64,9 @@ def _refuse(
 def _full_id(runtime: Runtime, target: str) -> str | None:
     """The full revision id ``target`` names (an id or a unique prefix), if it names one."""
     try:
-        project = migrations.open_project(runtime.settings.alembic_config)
+        project = migrations.open_project(
+            runtime.settings.alembic_config, runtime.settings.cache_dir
+        )
         return project.graph().get(target).id
     except AdminError:
         return None
@@ -74,7 +76,7 @@ def _destination(runtime: Runtime, target: str) -> str | None:
     """Where a downgrade to ``target`` leaves the database (what the preview asks to type)."""
     settings = runtime.settings
     try:
-        project = migrations.open_project(settings.alembic_config)
+        project = migrations.open_project(settings.alembic_config, settings.cache_dir)
         _, current = migrations.read_current(project, settings.database_url)
         plan = migrations.make_plan(project, migrations.Direction.DOWNGRADE, target, current)
     except AdminError:

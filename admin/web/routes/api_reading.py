@@ -142,7 +142,7 @@ class SqlOut(BaseModel):
 
 
 def _project(runtime: RuntimeDep) -> migrations.Project:
-    return migrations.open_project(runtime.settings.alembic_config)
+    return migrations.open_project(runtime.settings.alembic_config, runtime.settings.cache_dir)
 
 
 @router.get("/status", response_model=StatusOut, summary="Where the database stands")

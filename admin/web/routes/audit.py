@@ -37,7 +37,9 @@ def full_revision_id(runtime: Runtime) -> Callable[[str], str | None]:
 
     def full_id(value: str) -> str | None:
         try:
-            project = migrations.open_project(runtime.settings.alembic_config)
+            project = migrations.open_project(
+                runtime.settings.alembic_config, runtime.settings.cache_dir
+            )
             return project.graph().get(value).id
         except AdminError:
             return None

@@ -25,7 +25,7 @@ PENDING_SHOWN = 50
 def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
     """The whole page, or only its migration state for htmx (it polls every few seconds)."""
     settings = runtime.settings
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     status = migrations.read_status(project, settings.database_url)
     context = {
         "status": status,

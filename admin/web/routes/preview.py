@@ -47,7 +47,7 @@ def preview_page(
     settings = runtime.settings
     try:
         wanted = preview.PreviewRequest.parse(direction, target, start)
-        project = migrations.open_project(settings.alembic_config)
+        project = migrations.open_project(settings.alembic_config, settings.cache_dir)
         shown = preview.show(session, actor, project, settings.database_url, wanted)
     except AdminError as exc:
         context["error"] = exc
@@ -70,7 +70,7 @@ def download(
     """The plan's whole SQL script as an attachment (audited as SqlDownloaded)."""
     settings = runtime.settings
     wanted = preview.PreviewRequest.parse(direction, target, start)
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     shown = preview.show(session, actor, project, settings.database_url, wanted, download=True)
     return Response(
         shown.script.text,

@@ -30,7 +30,7 @@ def revisions(
 ) -> Response:
     """Every revision newest first; htmx swaps only the table when the filter changes."""
     settings = runtime.settings
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     listing = history.history_page(project, settings.database_url, query=q, page=page)
     return render(request, "revisions.html", {"history": listing}, block="history_table")
 
@@ -44,7 +44,7 @@ def revision(
 ) -> Response:
     """A revision by id or unique prefix: metadata, source, and its own upgrade/downgrade SQL."""
     settings = runtime.settings
-    project = migrations.open_project(settings.alembic_config)
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     detail = history.revision_detail(project, settings.database_url, revision_id)
     # "Applied by X at T (job N)", from the audit trail.
     with runtime.reads() as session:
