@@ -300,18 +300,51 @@ def dialect_of(url: str) -> str:
     return "postgresql" if is_postgresql(url) else "sqlite"
 
 
-def one_step(project: Project, revision: Revision, direction: Direction, url: str) -> OneStep:
-    """Render ``revision`` alone: upgrade from its parents, or downgrade to its (first) parent."""
+def one_step_plan(
+    project: Project, revision: Revision, direction: Direction
+) -> tuple[tuple[str, ...], str, migrations.Plan]:
+    """``revision`` alone: upgrade from its parents, or downgrade to its (first) parent."""
     if direction is Direction.UPGRADE:
         start, destination = revision.down_revisions, revision.id
     else:
         start = (revision.id,)
         destination = revision.down_revisions[0] if revision.down_revisions else "base"
+    return start, destination, migrations.make_plan(project, direction, destination, start)
+
+
+def one_steps(project: Project, revision: Revision, url: str) -> tuple[OneStep, OneStep]:
+    """``revision`` alone each way, rendered together (one child process)."""
+    planned: list[tuple[Direction, tuple[str, ...], str, migrations.Plan | None, str | None]] = []
+    for direction in (Direction.UPGRADE, Direction.DOWNGRADE):
+        try:
+            start, destination, plan = one_step_plan(project, revision, direction)
+            planned.append((direction, start, destination, plan, None))
+        except AdminError as exc:
+            planned.append((direction, (), "", None, str(exc)))
+    plans = [plan for _, _, _, plan, _ in planned if plan is not None]
     try:
-        plan = migrations.make_plan(project, direction, destination, start)
-        script = migrations.render(project, plan, url, dialect_of(url))
+        scripts = iter(migrations.render_many(project, plans, url, dialect_of(url)))
     except AdminError as exc:
-        return OneStep(direction, start, destination, None, str(exc))
+        return (
+            OneStep(Direction.UPGRADE, (), "", None, str(exc)),
+            OneStep(Direction.DOWNGRADE, (), "", None, str(exc)),
+        )
+    results: list[OneStep] = []
+    for direction, start, destination, planned_plan, error in planned:
+        if planned_plan is None:
+            results.append(OneStep(direction, start, destination, None, error))
+            continue
+        results.append(_one(direction, start, destination, next(scripts), revision))
+    return results[0], results[1]
+
+
+def _one(
+    direction: Direction,
+    start: tuple[str, ...],
+    destination: str,
+    script: migrations.SqlScript,
+    revision: Revision,
+) -> OneStep:
     for piece in script.steps:
         if piece.step.revision == revision.id:
             if piece.sql is None and piece.error is None:
@@ -338,6 +371,7 @@ def revision_detail(project: Project, url: str, revision_id: str) -> RevisionDet
         raise NotFound(f"the file of revision {revision.id} cannot be read: {exc}") from exc
     position = read_position(project, url)
     applied = applied_set(graph, position)
+    upgrade, downgrade = one_steps(project, revision, url)
 
     def known(ids: tuple[str, ...]) -> tuple[Revision, ...]:
         return tuple(graph.by_id[i] for i in ids if i in graph.by_id)
@@ -353,6 +387,6 @@ def revision_detail(project: Project, url: str, revision_id: str) -> RevisionDet
         applied=None if applied is None else revision.id in applied,
         position=position,
         dialect=dialect_of(url),
-        upgrade=one_step(project, revision, Direction.UPGRADE, url),
-        downgrade=one_step(project, revision, Direction.DOWNGRADE, url),
+        upgrade=upgrade,
+        downgrade=downgrade,
     )

@@ -191,9 +191,9 @@ def show(
     if download and not preview.renderable:
         names = ", ".join(piece.step.revision for piece in preview.script.errors)
         raise NotRenderable(
-            f"the SQL of {names} cannot be rendered offline (it reads the database while it "
-            "runs): a .sql file without it would be incomplete. Read the reasons on the "
-            "preview page; those steps show their SQL in the job log when they run."
+            f"the SQL of {names} cannot be rendered offline: a .sql file without it would be "
+            "incomplete. The preview page says why for each step; a step that reads the "
+            "database shows its SQL in the job log when it runs."
         )
     audit.record(session, _event(preview, download), actor)
     return preview

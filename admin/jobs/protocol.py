@@ -1,9 +1,19 @@
-"""The worker's output: one JSON object per line on stdout, read by the supervisor.
+"""The worker's messages: one JSON object per line on a pipe of its own, read by the
+supervisor.
 
-Kinds: ``log`` (a message with a level), ``step`` (a revision started or finished),
-``sql`` (a statement executed), ``progress`` (bytes written, steps done), ``backend``
-(the target connection's PostgreSQL backend pid, so a cancel can reach the query),
-``backup`` (the backup that protects the job), and one final ``result``.
+Control is not text: the messages travel on a dedicated pipe (the worker's ``CONTROL_FD``
+argument), never on stdout or stderr, which migration code writes to. What Python code in
+the worker prints (``sys.stdout`` / ``sys.stderr``) is wrapped by the worker itself as
+``output`` messages, so it keeps its place among the other lines; bytes written to the
+file descriptors directly (a C extension, a child process) arrive on stdout / stderr, and
+the supervisor stores them as text. A migration that prints something looking like a
+message only ever produces a log line.
+
+Kinds: ``log`` (a message with a level), ``output`` (text the job's code printed),
+``step`` (a revision started or finished), ``sql`` (a statement executed), ``progress``
+(bytes written, steps done), ``backend`` (the target connection's PostgreSQL backend pid,
+so a cancel can reach the query), ``backup`` (the backup that protects the job), and one
+final ``result``.
 
 The other way, the supervisor writes one ``Order`` on the worker's stdin: the job and the
 settings it runs with.
@@ -101,8 +111,9 @@ class Emitter:
     def result(self, status: str, **data: Any) -> None:
         self.send(Message("result", status, "info", {"status": status, **data}), now=True)
 
-    def text_stream(self) -> TextIO:
-        return cast(TextIO, _Through(self))
+    def text_stream(self, stream: str = "stdout", level: str = "info") -> TextIO:
+        """A stream whose lines go out as ``output`` messages (for ``sys.stdout``)."""
+        return cast(TextIO, _Through(self, stream, level))
 
     def _write(self) -> None:  # with the lock held
         if self._held:
@@ -119,19 +130,29 @@ class Emitter:
 
 
 class _Through(io.TextIOBase):
-    """``sys.stdout`` in a worker: text goes out with the emitter's lines, in order."""
+    """``sys.stdout`` / ``sys.stderr`` in a worker: each printed line goes out as an
+    ``output`` message with the emitter's lines, in order."""
 
-    def __init__(self, emitter: Emitter) -> None:
+    def __init__(self, emitter: Emitter, stream: str, level: str) -> None:
         self.emitter = emitter
+        self.stream = stream
+        self.level = level
+        self._partial = ""
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        self.emitter.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.emitter.send(Message("output", line, self.level, {"stream": self.stream}))
         return len(text)
 
     def flush(self) -> None:
+        if self._partial:
+            partial, self._partial = self._partial, ""
+            self.emitter.send(Message("output", partial, self.level, {"stream": self.stream}))
         self.emitter.flush()
 
 
@@ -158,6 +179,7 @@ class Order:
     statement_timeout: str
     migration_lock_wait: float
     backup_gate: bool
+    cache_dir: str | None = None
 
     def encode(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -171,8 +193,9 @@ class Order:
             raise ValueError("the work order on stdin is not JSON") from None
         if not isinstance(payload, dict):
             raise ValueError("the work order on stdin is not a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - payload.keys())
+        fields = dataclasses.fields(cls)
+        required = {f.name for f in fields if f.default is dataclasses.MISSING}
+        missing = sorted(required - payload.keys())
         if missing:
             raise ValueError(f"the work order on stdin lacks {', '.join(missing)}")
-        return cls(**{name: payload[name] for name in names})
+        return cls(**{f.name: payload[f.name] for f in fields if f.name in payload})

@@ -51,8 +51,8 @@ class Published:
 Publisher = Callable[[int, Sequence[Published], str | None], None]
 
 
-def worker_command(job_id: int) -> list[str]:
-    return [sys.executable, "-m", "admin.jobs.worker", str(job_id)]
+def worker_command(job_id: int, control_fd: int) -> list[str]:
+    return [sys.executable, "-m", "admin.jobs.worker", str(job_id), str(control_fd)]
 
 
 def work_order(job: Job, settings: Settings) -> Order:
@@ -70,6 +70,7 @@ def work_order(job: Job, settings: Settings) -> Order:
         statement_timeout=settings.statement_timeout,
         migration_lock_wait=settings.migration_lock_wait,
         backup_gate=settings.backups_gate_migrations,
+        cache_dir=str(settings.cache_dir),
     )
 
 
@@ -78,6 +79,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
     env.update(settings.to_env())
     env["PYTHONUNBUFFERED"] = "1"
+    # Alembic orders version-table statements at merges by set iteration: a fixed seed
+    # makes a run's SQL the same as the preview's (admin.migrations.offline does the same).
+    env["PYTHONHASHSEED"] = "0"
     return env
 
 
@@ -115,6 +119,7 @@ class Supervisor:
         self._progress_at = 0.0
         self._lines = queue.LineWriter(runtime, job_id)
         self._proc: subprocess.Popen[str] | None = None
+        self._control: IO[str] | None = None
 
     # Control from other threads.
 
@@ -136,12 +141,14 @@ class Supervisor:
             job = queue.get(session, self.job_id)
         described = queue.NewLine(self._describe(job), "info", "runner")
         started = time.monotonic()
+        control, control_end = os.pipe()
         try:
             proc = subprocess.Popen(
-                worker_command(self.job_id),
+                worker_command(self.job_id, control_end),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 stdin=subprocess.PIPE,
+                pass_fds=(control_end,),
                 text=True,
                 encoding="utf-8",
                 errors="replace",
@@ -149,8 +156,12 @@ class Supervisor:
                 start_new_session=True,
             )
         except OSError as exc:
+            os.close(control)
             self._store([described])
             return self._finish(JobStatus.FAILED, f"the worker could not start: {exc}", None)
+        finally:
+            os.close(control_end)
+        self._control = os.fdopen(control, "r", encoding="utf-8", errors="replace")
         self._proc = proc
         self._hand_over(proc, work_order(job, self.rt.settings))
         # Recorded while the worker starts up.
@@ -181,13 +192,15 @@ class Supervisor:
     def _follow(self, proc: subprocess.Popen[str]) -> None:
         sink: queue_module.Queue[tuple[str, str | None]] = queue_module.Queue()
         assert proc.stdout is not None and proc.stderr is not None
+        assert self._control is not None
+        streams = {"control": self._control, "stdout": proc.stdout, "stderr": proc.stderr}
         readers = [
-            threading.Thread(target=_pump, args=(proc.stdout, "stdout", sink), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, "stderr", sink), daemon=True),
+            threading.Thread(target=_pump, args=(stream, name, sink), daemon=True)
+            for name, stream in streams.items()
         ]
         for reader in readers:
             reader.start()
-        open_streams = 2
+        open_streams = len(readers)
         interval = min(self.rt.settings.job_heartbeat, 0.5)
         last_beat = time.monotonic()
         last_commit = 0.0
@@ -215,8 +228,8 @@ class Supervisor:
         for reader in readers:
             reader.join()
         proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        for stream in streams.values():
+            stream.close()
 
     def _take(self, batch: list[tuple[str, str | None]]) -> None:
         lines: list[queue.NewLine] = []
@@ -224,13 +237,19 @@ class Supervisor:
         for stream, raw in batch:
             if raw is None:
                 continue
-            if stream == "stderr":
-                lines.append(queue.NewLine(raw.rstrip("\n"), "error", "stderr"))
+            if stream != "control":
+                # Bytes the job's code wrote to a file descriptor itself: text, never a message.
+                level = "warning" if stream == "stderr" else "info"
+                lines.append(queue.NewLine(raw.rstrip("\n"), level, stream))
                 continue
             message = decode(raw)
+            if message.kind == "output":
+                output = "stderr" if message.data.get("stream") == "stderr" else "stdout"
+                lines.append(queue.NewLine(message.text, message.level, output))
+                continue
             self._absorb(message, changes)
             if message.kind != "result":
-                lines.append(queue.NewLine(message.text, message.level, "stdout"))
+                lines.append(queue.NewLine(message.text, message.level, "worker"))
         self._progress(changes)
         if lines or changes:
             self._store(lines, **changes)

@@ -1,11 +1,13 @@
-"""The job worker: ``python -m admin.jobs.worker JOB_ID``, a child process of a supervisor.
+"""The job worker: ``python -m admin.jobs.worker JOB_ID CONTROL_FD``, a child process of a
+supervisor.
 
 It reads its job from stdin (an ``Order``: the job and the settings it runs with), takes
 the target's migration lock, runs the job through the engine and writes one JSON line per
-event on stdout (``admin.jobs.protocol``). The supervisor stores the lines and the outcome;
-the only store writes made here are the backup handlers' Backup rows and their audit
-events (``admin.backups.records``). Alembic's module-global state lives here, never in the
-web process.
+event on the pipe ``CONTROL_FD`` (``admin.jobs.protocol``); what the job's code prints is
+wrapped as ``output`` lines, so nothing it prints can pass for a message. The supervisor
+stores the lines and the outcome; the only store writes made here are the backup handlers'
+Backup rows and their audit events (``admin.backups.records``). Alembic's module-global
+state lives here, never in the web process.
 
 A migration needs nothing beyond the engine: this module imports neither the panel's
 settings model nor the ORM nor the backups (tests/test_jobs_core.py checks it), which
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -117,7 +119,9 @@ def run_migration(ctx: Context) -> int:
     """Upgrade, downgrade or stamp under the migration lock, step by step."""
     order, out = ctx.order, ctx.out
     command = migrations.Command(order.kind)
-    project = migrations.open_project(Path(order.alembic_config))
+    project = migrations.open_project(
+        Path(order.alembic_config), Path(order.cache_dir) if order.cache_dir else None
+    )
     url = order.database_url
     sql_digest = hashlib.sha256()
 
@@ -142,9 +146,12 @@ def run_migration(ctx: Context) -> int:
                 )
             )
         elif event.kind is migrations.EventKind.WARNING:
-            out.log(event.text, "warning")
+            out.log(event.text, event.level or "warning")
         else:
-            out.log(event.text)
+            out.log(event.text, event.level or "info")
+
+    def on_backend(pid: int) -> None:
+        out.send(Message("backend", f"migration backend pid {pid}", "debug", {"pid": pid}))
 
     out.log(f"taking the migration lock on {migrations.masked(url)}")
     with migrations.migration_lock(url, wait=order.migration_lock_wait, owner=ctx.lock_owner):
@@ -166,6 +173,7 @@ def run_migration(ctx: Context) -> int:
                     lock_timeout=order.lock_timeout,
                     statement_timeout=order.statement_timeout,
                     expected_fingerprint=order.plan_fingerprint,
+                    on_backend=on_backend,
                 )
         finally:
             engine.dispose()
@@ -190,8 +198,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = out or Emitter()
-    if len(args) != 1 or not args[0].isdigit():
-        out.result("failed", error="usage: python -m admin.jobs.worker JOB_ID < ORDER")
+    if len(args) not in (1, 2) or not all(arg.isdigit() for arg in args):
+        out.result("failed", error="usage: python -m admin.jobs.worker JOB_ID CONTROL_FD < ORDER")
         return EXIT_CONFIG
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -227,8 +235,8 @@ def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
         out.result("failed", error=message, sqlstate=getattr(exc.orig, "pgcode", None))
         return EXIT_FAILED
     except Exception as exc:
-        # Unexpected: the traceback goes to stderr (stored as such), one line to the log.
-        traceback.print_exc(file=sys.stderr)
+        # Unexpected: the traceback at debug level, one line to the log.
+        out.log(traceback.format_exc().rstrip(), "debug")
         message = describe(exc)
         out.log(message, "error")
         out.result("failed", error=message)
@@ -248,7 +256,19 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _control_stream(argv: list[str]) -> TextIO:
+    """The pipe the supervisor reads messages from (stdout when none is given: a worker
+    started by hand)."""
+    if len(argv) == 2 and argv[1].isdigit():
+        try:
+            return os.fdopen(int(argv[1]), "w", encoding="utf-8")
+        except OSError:
+            pass
+    return sys.stdout
+
+
 if __name__ == "__main__":
-    emitter = Emitter(sys.stdout, linger=LINGER)
-    sys.stdout = emitter.text_stream()
+    emitter = Emitter(_control_stream(sys.argv[1:]), linger=LINGER)
+    sys.stdout = emitter.text_stream("stdout", "info")
+    sys.stderr = emitter.text_stream("stderr", "warning")
     exit_now(main(out=emitter))

@@ -6,7 +6,8 @@
   (``lazy``);
 - ``read_status(project, url)`` says where a target database stands;
 - ``make_plan(project, direction, target, current)`` gives the ordered steps of a run;
-- ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step;
+- ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step,
+  rendered in a child process (``offline``) and kept per plan;
 - ``run(project, connection, command, target, on_event=...)`` runs it online;
 - ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart.
 """
@@ -36,10 +37,19 @@ from admin.migrations.project import (
     UnknownRevision,
     open_project,
 )
-from admin.migrations.sql import SqlScript, StepSql, render, render_range
+from admin.migrations.reasons import Cause
+from admin.migrations.sql import (
+    SqlScript,
+    StepSql,
+    close_renderers,
+    render,
+    render_many,
+    renderer_for,
+)
 from admin.migrations.status import State, Status, current_heads, read_current, read_status
 
 __all__ = [
+    "Cause",
     "Command",
     "Direction",
     "EngineEvent",
@@ -60,6 +70,7 @@ __all__ = [
     "UnknownRevision",
     "check_message",
     "check_target",
+    "close_renderers",
     "create_database",
     "create_revision",
     "current_heads",
@@ -76,7 +87,8 @@ __all__ = [
     "read_current",
     "read_status",
     "render",
-    "render_range",
+    "render_many",
+    "renderer_for",
     "run",
     "target_key",
 ]

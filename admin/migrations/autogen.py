@@ -11,8 +11,7 @@ from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin.migrations import database
-from admin.migrations.project import MigrationError, Project, _translate
-from admin.migrations.sql import ALEMBIC_LOCK
+from admin.migrations.project import ALEMBIC_LOCK, MigrationError, Project, _translate
 
 _MESSAGE = re.compile(r"^[^\r\n\x00]{1,200}$")
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from alembic.runtime.environment import EnvironmentContext
-from sqlalchemy import Connection, event, text
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from admin.migrations.capture import Capture
+from admin.migrations.environment import NotWhereExpected, Watch, panel_environment
 from admin.migrations.plan import Direction, Step, _step, alembic_steps, fingerprint
-from admin.migrations.project import MigrationError, Project
-from admin.migrations.sql import ALEMBIC_LOCK
-from admin.migrations.status import current_heads
+from admin.migrations.project import ALEMBIC_LOCK, MigrationError, Project
 
 # The prefix of the WAL message that makes a run's last commit wait for the flush.
 FLUSH_MESSAGE_PREFIX = "apex-schema-admin"
@@ -53,6 +53,7 @@ class EngineEvent:
     step: int | None = None
     steps: int | None = None
     duration: float | None = None
+    level: str | None = None
 
 
 class PlanChanged(MigrationError):
@@ -118,48 +119,31 @@ def one_flush_per_run(
             on_event(EngineEvent(EventKind.WARNING, f"the final flush failed: {exc}"))
 
 
-class _Recorder(logging.Handler):
-    """Turns Alembic's log records into events; 'Running …' marks a step's start."""
-
-    def __init__(self, run: _Run) -> None:
-        super().__init__(logging.INFO)
-        self.run = run
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Running ") and self.run.started < len(self.run.steps):
-            self.run.step_started(message)
-        else:
-            kind = EventKind.WARNING if record.levelno >= logging.WARNING else EventKind.LOG
-            self.run.emit(EngineEvent(kind, message))
-
-
 @dataclass
 class _Run:
+    """The run's progress: steps started and finished, as events."""
+
     emit: Callable[[EngineEvent], None]
     steps: list[Step]
     started: int = 0
     finished: int = 0
     step_began: float = 0.0
 
-    def step_started(self, message: str) -> None:
-        # env.py may not pass on_version_apply: a step has finished when the next one starts.
-        if self.finished < self.started:
-            self.step_finished()
+    def step_started(self, text_: str) -> None:
         step = self.steps[self.started]
         self.started += 1
         self.step_began = time.monotonic()
         self.emit(
             EngineEvent(
                 EventKind.STEP_STARTED,
-                message,
+                text_,
                 revision=step.revision,
                 step=self.started,
                 steps=len(self.steps),
             )
         )
 
-    def step_finished(self, *_: Any, **kwargs: Any) -> None:
+    def step_finished(self, heads: set[str] | None = None) -> None:
         if self.finished >= self.started:
             return
         step = self.steps[self.finished]
@@ -177,6 +161,12 @@ class _Run:
         )
 
 
+def _is_step_line(message: str) -> bool:
+    # Alembic logs "Running upgrade a -> b, doc" as each step starts; the run reports it
+    # itself, before the step, with its number.
+    return message.startswith(("Running upgrade ", "Running downgrade ", "Running stamp_revision "))
+
+
 def run(
     project: Project,
     connection: Connection,
@@ -188,20 +178,52 @@ def run(
     statement_timeout: str = "0",
     expected_fingerprint: str | None = None,
     on_plan: Callable[[list[Step]], None] | None = None,
+    on_backend: Callable[[int], None] | None = None,
 ) -> tuple[str, ...]:
-    """Run ``command`` to ``target``; returns the heads the database is at afterwards.
+    """Run ``command`` to ``target``; returns the heads the database is at afterwards, read
+    on ``connection`` (the target) after the run.
 
-    With ``expected_fingerprint`` the run refuses (PlanChanged) unless the steps Alembic is
-    about to execute are exactly the reviewed ones.
+    env.py gets the target as ``config.attributes["connection"]`` and as the
+    ``sqlalchemy.url`` option; whichever connection it configures must reach the target
+    (``environment.Watch``). With ``expected_fingerprint`` the run refuses (PlanChanged)
+    unless the steps Alembic is about to execute are exactly the reviewed ones. After each
+    step the version table is read back; the run stops if it is not where the step left it.
     """
     script = project.script(max_age=0)
     graph = project.graph(max_age=0)
     state = _Run(emit=on_event, steps=[])
     direction = Direction.DOWNGRADE if command is Command.DOWNGRADE else Direction.UPGRADE
 
-    def steps_for(rev: tuple[str, ...], context: Any) -> list[Any]:
+    def session_setup(conn: Connection) -> None:
+        set_timeouts(conn, lock_timeout, statement_timeout)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT set_config('synchronous_commit', 'off', false)"))
+            name = connection.execute(text("SELECT current_setting('application_name')")).scalar()
+            conn.execute(text("SELECT set_config('application_name', :n, false)"), {"n": name})
+            conn.commit()
+
+    def on_log(level: str, message: str, record: logging.LogRecord) -> None:
+        if _is_step_line(message):
+            return
+        kind = EventKind.WARNING if level in ("warning", "error") else EventKind.LOG
+        on_event(EngineEvent(kind, message, level=level))
+
+    capture = Capture(on_log)
+    watch = Watch(
+        target=connection,
+        session_setup=session_setup,
+        capture=capture,
+        on_backend=on_backend or (lambda pid: None),
+        on_applied=state.step_finished,
+        version_table=project.version_table,
+    )
+
+    def steps_for(rev: tuple[str, ...], context: MigrationContext) -> Iterator[Any]:
+        # A generator: Alembic asks for each step after the previous one's transaction
+        # ended, so the checks between steps see what that step left.
         if command is Command.STAMP:
-            return list(script._stamp_revs(target, rev))
+            yield from script._stamp_revs(target, rev)
+            return
         raw = alembic_steps(script, direction, target, tuple(rev))
         state.steps = [_step(graph, direction, item) for item in raw]
         found = fingerprint(direction, tuple(state.steps))
@@ -212,43 +234,59 @@ def run(
             )
         if on_plan is not None:
             on_plan(state.steps)
-        return raw
+        if raw and watch.one_transaction and context.impl.transactional_ddl:
+            on_event(
+                EngineEvent(
+                    EventKind.LOG,
+                    "env.py runs the whole plan in one transaction (transaction_per_migration "
+                    "is off): the steps are committed together at the end, and an error rolls "
+                    "every one of them back",
+                )
+            )
+        for index, item in enumerate(raw, start=1):
+            if index > 1:
+                watch.check(context, index - 1, len(raw))
+            state.step_started(f"Running {item}")
+            yield item
+        if raw:
+            watch.check(context, len(raw), len(raw))
 
     def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        on_event(EngineEvent(EventKind.SQL, statement.strip()))
+        if not watch.quiet and (watch.migration is None or conn is watch.migration):
+            on_event(EngineEvent(EventKind.SQL, statement.strip()))
 
     def on_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
         on_event(EngineEvent(EventKind.WARNING, f"{category.__name__}: {message}"))
 
     set_timeouts(connection, lock_timeout, statement_timeout)
+    url = connection.engine.url.render_as_string(hide_password=False)
     cfg = project.config(
         connection=connection,
+        url=url,
         lock_timeout=lock_timeout,
         statement_timeout=statement_timeout,
-        on_version_apply=state.step_finished,
     )
-    alembic_log = logging.getLogger("alembic")
-    recorder = _Recorder(state)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     with one_flush_per_run(connection, on_event):
-        old_level = alembic_log.level
-        alembic_log.addHandler(recorder)
-        alembic_log.setLevel(logging.INFO)
-        event.listen(connection, "before_cursor_execute", on_sql)
+        capture.install()
+        event.listen(Engine, "before_cursor_execute", on_sql)
         try:
             with ALEMBIC_LOCK, project.revision_errors(), warnings.catch_warnings():
                 warnings.simplefilter("default")
                 warnings.showwarning = on_warning
-                with EnvironmentContext(
-                    cfg, script, fn=steps_for, as_sql=False, destination_rev=target
+                with panel_environment(
+                    cfg, script, fn=steps_for, as_sql=False, destination_rev=target, watch=watch
                 ):
                     script.run_env()
-                state.step_finished()
         finally:
-            event.remove(connection, "before_cursor_execute", on_sql)
-            alembic_log.removeHandler(recorder)
-            alembic_log.setLevel(old_level)
+            event.remove(Engine, "before_cursor_execute", on_sql)
+            capture.remove()
             if connection.in_transaction():
                 connection.rollback()
-        after = current_heads(connection, project.version_table)
-        connection.rollback()
+        after = watch.final_heads()
+        if watch.heads_after and set(after) != watch.heads_after[-1]:
+            raise NotWhereExpected(
+                f"the run's last step recorded {', '.join(sorted(watch.heads_after[-1]))} but "
+                f"the target's version table holds {', '.join(after) or 'no revision'}"
+            )
     return after

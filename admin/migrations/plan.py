@@ -9,11 +9,27 @@ from enum import StrEnum
 
 from alembic.script import ScriptDirectory
 
-from admin.migrations.project import Graph, MigrationError, Project
+from admin.migrations.errors import MigrationError
+from admin.migrations.graph import Graph
+from admin.migrations.project import Project
 
-# What Alembic accepts as a target: ids, prefixes, head(s), base, branch@head, +N / -N,
-# rev+N. Anything else is refused before it reaches Alembic.
-_TARGET = re.compile(r"^[A-Za-z0-9_@+\-.]{1,128}$")
+# What Alembic places as a target: an id or a prefix, head, heads, base, branch@head,
+# branch@rev, a relative step (+N, -N, rev+N, branch@-N). Anything else is refused before
+# it reaches Alembic, whose parser asserts on some of it.
+_TARGET = re.compile(r"^(?:(?P<branch>\w{1,64})@)?(?P<symbol>\w{1,64})?(?P<relative>[+-]\d{1,6})?$")
+_NOT_A_BRANCH = ("head", "heads", "base")
+_HELP = (
+    "use a revision id (or a unique prefix), head, heads, base, branch@head, or a relative "
+    "step such as +1 / -2"
+)
+
+
+class BadTarget(MigrationError):
+    """A target no revision can be: a usage error (exit 2 in the CLI)."""
+
+    status = 400
+    title = "Not a revision target"
+    exit_code = 2
 
 
 class Direction(StrEnum):
@@ -58,12 +74,27 @@ class Plan:
         return not self.steps
 
 
+def shown(value: str) -> str:
+    """A value someone typed, quoted for a one-line message (cut, control characters escaped)."""
+    text = repr(value[:60])
+    return text + ("…" if len(value) > 60 else "")
+
+
 def check_target(target: str) -> str:
+    """The target, stripped; BadTarget for anything Alembic's parser cannot place."""
     target = (target or "").strip()
-    if not _TARGET.match(target):
-        raise MigrationError(
-            f"{target[:60]!r} is not a revision target: use a revision id (or a unique "
-            "prefix), head, heads, base, branch@head, or a relative step such as +1 / -2"
+    match = _TARGET.match(target) if len(target) <= 140 else None
+    if match is None or not (match["symbol"] or match["relative"]):
+        raise BadTarget(f"{shown(target)} is not a revision target: {_HELP}")
+    if match["branch"] in _NOT_A_BRANCH:
+        raise BadTarget(
+            f"{shown(target)} is not a revision target: {match['branch']!r} is not a branch "
+            f"name; {_HELP}"
+        )
+    if match["relative"] and match["symbol"] == "heads":
+        raise BadTarget(
+            f"{shown(target)} is not a revision target: a relative step needs one starting "
+            "point, and 'heads' may be several; name a revision or a branch (branch@+1)"
         )
     return target
 
@@ -85,14 +116,14 @@ def alembic_steps(
     return list(script._downgrade_revs(target, current))  # type: ignore[arg-type]
 
 
-def make_plan(
+def plan_steps(
     project: Project,
     direction: Direction,
     target: str,
     current: tuple[str, ...],
     *,
     max_age: float = 1.0,
-) -> Plan:
+) -> tuple[Step, ...]:
     """The ordered steps for ``direction`` to ``target`` from the ``current`` heads."""
     target = check_target(target)
     graph = project.graph(max_age)
@@ -105,11 +136,25 @@ def make_plan(
     if direction is Direction.DOWNGRADE and not current and target != "base":
         raise MigrationError("the database is at base: there is nothing to downgrade")
     script = project.script(max_age)
-    with project.revision_errors():
+    with project.planning_errors(target):
         raw = alembic_steps(script, direction, target, current)
     steps = tuple(_step(graph, direction, item) for item in raw)
     if not steps and direction is Direction.UPGRADE:
         _check_not_behind(project, script, target, current)
+    return steps
+
+
+def make_plan(
+    project: Project,
+    direction: Direction,
+    target: str,
+    current: tuple[str, ...],
+    *,
+    max_age: float = 1.0,
+) -> Plan:
+    """The plan for ``direction`` to ``target`` from the ``current`` heads."""
+    steps = plan_steps(project, direction, target, current, max_age=max_age)
+    target = target.strip()
     return Plan(
         direction=direction,
         target=target,
@@ -125,7 +170,7 @@ def _check_not_behind(
     """An upgrade to a revision the database is already past says so (Alembic is silent)."""
     if target in ("head", "heads") or target.startswith(("+", "-")) or "@" in target:
         return
-    with project.revision_errors():
+    with project.planning_errors(target):
         wanted = {s.revision for s in script.get_revisions(target) if s is not None}
     if wanted - set(current):
         raise MigrationError(

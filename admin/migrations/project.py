@@ -25,6 +25,7 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from admin.migrations import catalog, lazy
@@ -32,6 +33,8 @@ from admin.migrations import graph as graph_module
 from admin.migrations.errors import MigrationError, UnknownRevision
 from admin.migrations.graph import Graph, Revision
 
+# One env.py run per process at a time (alembic.context / alembic.op are globals).
+ALEMBIC_LOCK = threading.RLock()
 # Seconds between two full checks of the revision files (see the module's docstring).
 FULL_SCAN_EVERY = 15.0
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
@@ -201,6 +204,20 @@ class Project:
             yield
         except CommandError as exc:
             raise _translate(exc) from exc
+
+    @contextmanager
+    def planning_errors(self, target: str) -> Iterator[None]:
+        """Alembic's revision errors translated, and anything else its target parser raises
+        (it asserts on some targets) refused as a target it cannot place."""
+        try:
+            yield
+        except CommandError as exc:
+            raise _translate(exc) from exc
+        except (RevisionError, AssertionError, KeyError, IndexError, ValueError, TypeError) as exc:
+            raise MigrationError(
+                f"Alembic cannot place the target {target[:60]!r} from where the database "
+                f"stands: {type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
+            ) from exc
 
 
 def _translate(exc: CommandError) -> MigrationError:

@@ -1,37 +1,43 @@
 """Offline SQL: the exact script a plan will run, rendered by Alembic's ``--sql`` mode.
 
-Rendering goes through ``EnvironmentContext`` with the project's cached ScriptDirectory and
-an ``output_buffer`` (what ``command.upgrade(cfg, "A:B", sql=True)`` does, without parsing
-every revision file again). Alembic keeps module-global state while env.py runs, so one
-render runs at a time in a process.
+Rendering runs the project's env.py and revision code, so it happens in a child process
+(``offline``, through ``renderer``), never in the caller's. What a child rendered is kept
+here, keyed by the plan (its fingerprint: the ordered revisions and their file hashes),
+where it starts and ends, the dialect and the files that shape every render (env.py,
+alembic.ini): the same plan is rendered once per process until one of those changes.
+The script and its fingerprint are the same in every process (``offline`` fixes the
+hash seed Alembic's merge bookkeeping depends on).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import re
 import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from alembic.runtime.environment import EnvironmentContext
-
-from admin.migrations.plan import Direction, Plan, Step, alembic_steps
+from admin.migrations.errors import MigrationError
+from admin.migrations.plan import Plan, Step
 from admin.migrations.project import Project
+from admin.migrations.reasons import Cause
+from admin.migrations.renderer import Renderer
 
-# One env.py run per process at a time (alembic.context / alembic.op are globals).
-ALEMBIC_LOCK = threading.RLock()
-_MARKER = re.compile(r"^-- Running (upgrade|downgrade) .*$", re.MULTILINE)
-_COMMIT = re.compile(r"^COMMIT;\s*$", re.MULTILINE)
+# Rendered scripts kept per process, by their total size in characters.
+CACHE_CHARS = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class StepSql:
-    """The SQL of one step, or why it cannot be rendered offline."""
+    """The SQL of one step, or why it cannot be rendered offline (``cause``, ``location``:
+    the file and line where it happened)."""
 
     step: Step
     sql: str | None
     error: str | None = None
+    cause: Cause | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,85 +56,123 @@ class SqlScript:
         return [s for s in self.steps if s.error]
 
 
-def render_range(
-    project: Project,
-    direction: Direction,
-    start: tuple[str, ...] | None,
-    destination: str,
-    url: str,
-) -> str:
-    """The SQL Alembic's ``upgrade/downgrade START:DEST --sql`` prints, for ``url``'s dialect."""
-    buffer = io.StringIO()
+_Key = tuple[str, str, tuple[str, ...], str, str, str]
+_Pieces = tuple[tuple[str | None, ...], ...]
+_cache: OrderedDict[_Key, tuple[str, _Pieces]] = OrderedDict()
+_cache_chars = 0
+_cache_lock = threading.Lock()
+_renderers: dict[Path, Renderer] = {}
+
+
+def renderer_for(project: Project) -> Renderer:
+    """The process's Renderer for a project (``keep_ready()`` on it in a long-lived panel)."""
+    with _cache_lock:
+        found = _renderers.get(project.config_path)
+        if found is None:
+            cache_dir = project.cache_file.parent if project.cache_file else None
+            found = _renderers[project.config_path] = Renderer(project.config_path, cache_dir)
+        return found
+
+
+def close_renderers() -> None:
+    with _cache_lock:
+        renderers = list(_renderers.values())
+        _renderers.clear()
+    for renderer in renderers:
+        renderer.close()
+
+
+def _environment_fingerprint(project: Project) -> str:
+    """env.py and alembic.ini: what shapes every render besides the revisions."""
+    digest = hashlib.sha256()
     script = project.script()
-    cfg = project.config(url=url)
-    cfg.output_buffer = buffer
-
-    def steps(rev: tuple[str, ...], context: object) -> list[object]:
-        return alembic_steps(script, direction, destination, tuple(rev))
-
-    with (
-        ALEMBIC_LOCK,
-        project.revision_errors(),
-        EnvironmentContext(
-            cfg,
-            script,
-            fn=steps,
-            as_sql=True,
-            starting_rev=start if start else None,
-            destination_rev=destination,
-        ),
-    ):
-        script.run_env()
-    return buffer.getvalue()
+    for path in (project.config_path, Path(script.dir) / "env.py"):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(f"missing:{path}".encode())
+    return digest.hexdigest()
 
 
-def _slices(text: str, count: int) -> list[str] | None:
-    """Cut a whole script at Alembic's ``-- Running`` markers, one slice per step."""
-    markers = [m.start() for m in _MARKER.finditer(text)]
-    if len(markers) != count:
-        return None
-    bounds = [0]
-    for previous, marker in zip(markers, markers[1:], strict=False):
-        commits = [m.end() for m in _COMMIT.finditer(text, previous, marker)]
-        bounds.append(commits[-1] if commits else marker)
-    bounds.append(len(text))
-    return [text[a:b].strip("\n") + "\n" for a, b in zip(bounds, bounds[1:], strict=False)]
+def _key(plan: Plan, url: str, environment: str) -> _Key:
+    # env.py may read more of the URL than its dialect: the URL is part of the key (hashed,
+    # it holds a password).
+    where = hashlib.sha256(url.encode()).hexdigest()
+    return (plan.fingerprint, plan.target, plan.current, where, environment, plan.direction.value)
+
+
+def _remember(key: _Key, value: tuple[str, _Pieces]) -> None:
+    global _cache_chars
+    size = len(value[0]) + sum(len(piece[0] or "") for piece in value[1])
+    with _cache_lock:
+        if key in _cache:
+            return
+        _cache[key] = value
+        _cache_chars += size
+        while _cache_chars > CACHE_CHARS and len(_cache) > 1:
+            _, (text, pieces) = _cache.popitem(last=False)
+            _cache_chars -= len(text) + sum(len(piece[0] or "") for piece in pieces)
+
+
+def _script(plan: Plan, dialect: str, value: tuple[str, _Pieces]) -> SqlScript:
+    text, pieces = value
+    steps = tuple(
+        StepSql(
+            step,
+            sql,
+            error,
+            Cause(cause) if cause else None,
+            location,
+        )
+        for step, (sql, error, cause, location) in zip(plan.steps, pieces, strict=True)
+    )
+    return SqlScript(plan=plan, dialect=dialect, text=text, steps=steps)
+
+
+def render_many(project: Project, plans: Sequence[Plan], url: str, dialect: str) -> list[SqlScript]:
+    """The SQL of each plan, as one script and per-step slices; what is not yet kept is
+    rendered in one child process."""
+    environment = _environment_fingerprint(project)
+    found: dict[int, tuple[str, _Pieces]] = {}
+    missing: list[int] = []
+    for index, plan in enumerate(plans):
+        if plan.is_empty:
+            found[index] = ("", ())
+            continue
+        with _cache_lock:
+            kept = _cache.get(_key(plan, url, environment))
+        if kept is None:
+            missing.append(index)
+        else:
+            found[index] = kept
+    if missing:
+        payload = {
+            "url": url,
+            "plans": [
+                {
+                    "direction": plans[i].direction.value,
+                    "current": list(plans[i].current),
+                    "target": plans[i].target,
+                    "fingerprint": plans[i].fingerprint,
+                }
+                for i in missing
+            ],
+        }
+        answer = renderer_for(project).request(payload)
+        for index, result in zip(missing, answer["results"], strict=True):
+            if result.get("error"):
+                raise MigrationError(str(result["error"]))
+            pieces = tuple(
+                (p["sql"], p["error"], p["cause"], p["location"]) for p in result["steps"]
+            )
+            if len(pieces) != len(plans[index].steps):
+                raise MigrationError("the SQL renderer's answer does not match the plan")
+            value = (str(result["text"]), pieces)
+            _remember(_key(plans[index], url, environment), value)
+            found[index] = value
+    return [_script(plan, dialect, found[i]) for i, plan in enumerate(plans)]
 
 
 def render(project: Project, plan: Plan, url: str, dialect: str) -> SqlScript:
     """The SQL of a whole plan, as one script and as per-step slices."""
-    if plan.is_empty:
-        return SqlScript(plan=plan, dialect=dialect, text="", steps=())
-    try:
-        text = render_range(project, plan.direction, plan.current, plan.target, url)
-    except Exception:
-        # One step cannot be rendered offline: render step by step to say which.
-        return _render_each(project, plan, url, dialect)
-    parts = _slices(text, len(plan.steps))
-    if parts is None:
-        steps = tuple(StepSql(step, None, None) for step in plan.steps)
-    else:
-        steps = tuple(StepSql(step, part) for step, part in zip(plan.steps, parts, strict=True))
-    return SqlScript(plan=plan, dialect=dialect, text=text, steps=steps)
-
-
-def _render_each(project: Project, plan: Plan, url: str, dialect: str) -> SqlScript:
-    pieces: list[StepSql] = []
-    for step in plan.steps:
-        if plan.direction is Direction.UPGRADE:
-            target = step.revision
-        else:
-            target = step.to_revisions[0] if step.to_revisions else "base"
-        try:
-            sql = render_range(project, plan.direction, step.from_revisions, target, url)
-            pieces.append(StepSql(step, sql))
-        except Exception as exc:  # reported per step, never crashed on
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            pieces.append(
-                StepSql(step, None, f"cannot be rendered offline: {type(exc).__name__}: {reason}")
-            )
-    text = "".join(
-        piece.sql if piece.sql is not None else f"-- {piece.step.label}: {piece.error}\n\n"
-        for piece in pieces
-    )
-    return SqlScript(plan=plan, dialect=dialect, text=text, steps=tuple(pieces))
+    return render_many(project, [plan], url, dialect)[0]

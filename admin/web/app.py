@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -11,11 +12,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy.exc import IntegrityError
 
-from admin import __version__, audit, logs
+from admin import __version__, audit, logs, migrations
 from admin.auth import users
 from admin.backups import actions as backup_actions
 from admin.config import Settings
-from admin.errors import Conflict
+from admin.errors import AdminError, Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
@@ -80,10 +81,15 @@ def create_app(settings: Settings) -> FastAPI:
             backup_actions.prepare(runtime, audit.Actor("system", None, Source.WEB))
             app.state.hub = hub
             app.state.runner = runner
+            # Previews render in child processes: keep one ready once the first is asked for.
+            with contextlib.suppress(AdminError):
+                project = migrations.open_project(settings.alembic_config, settings.cache_dir)
+                migrations.renderer_for(project).keep_ready()
             yield
         finally:
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
+            migrations.close_renderers()
             runtime.close()
 
     app = FastAPI(
