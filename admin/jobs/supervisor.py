@@ -25,6 +25,7 @@ from admin import audit, migrations
 from admin.config import Settings
 from admin.errors import AdminError
 from admin.jobs import queue
+from admin.jobs.planscript import PlanScript
 from admin.jobs.protocol import Message, Order, decode, heads_text
 from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, JobStatus
@@ -35,6 +36,8 @@ COALESCE = 0.05
 # Seconds between two writes of the job's steps done (pages refresh at most once a second).
 PROGRESS_EVERY = 1.0
 MAX_LINE = 64 * 1024
+# Seconds a job's end waits for its plan's offline script (its SQL fingerprint).
+RENDER_TIMEOUT = 120.0
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
@@ -120,6 +123,7 @@ class Supervisor:
         self._lines = queue.LineWriter(runtime, job_id)
         self._proc: subprocess.Popen[str] | None = None
         self._control: IO[str] | None = None
+        self._script: PlanScript | None = None
 
     # Control from other threads.
 
@@ -164,6 +168,7 @@ class Supervisor:
         self._control = os.fdopen(control, "r", encoding="utf-8", errors="replace")
         self._proc = proc
         self._hand_over(proc, work_order(job, self.rt.settings))
+        self._script = PlanScript(job, self.rt.settings)
         # Recorded while the worker starts up.
         queue.mark_started(self.rt, self.job_id, proc.pid)
         self._store([described, queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
@@ -382,7 +387,7 @@ class Supervisor:
             revision_after=revision,
             error=error,
             exit_code=returncode,
-            sql_fingerprint=result.get("sql_fingerprint"),
+            sql_fingerprint=self._script.result(RENDER_TIMEOUT) if self._script else None,
             backup_id=result.get("backup_id"),
         )
         if self.publish is not None:

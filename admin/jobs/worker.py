@@ -17,7 +17,6 @@ backup gate, load them when they run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -123,11 +122,9 @@ def run_migration(ctx: Context) -> int:
         Path(order.alembic_config), Path(order.cache_dir) if order.cache_dir else None
     )
     url = order.database_url
-    sql_digest = hashlib.sha256()
 
     def on_event(event: migrations.EngineEvent) -> None:
         if event.kind is migrations.EventKind.SQL:
-            sql_digest.update(event.text.encode() + b"\n")
             out.send(Message("sql", event.text, "sql"))
         elif event.kind in (migrations.EventKind.STEP_STARTED, migrations.EventKind.STEP_FINISHED):
             finished = event.kind is migrations.EventKind.STEP_FINISHED
@@ -177,9 +174,7 @@ def run_migration(ctx: Context) -> int:
                 )
         finally:
             engine.dispose()
-    out.result(
-        "succeeded", revision_after=heads_text(after), sql_fingerprint=sql_digest.hexdigest()
-    )
+    out.result("succeeded", revision_after=heads_text(after))
     return EXIT_SUCCEEDED
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 
 from admin.migrations.capture import Capture
 from admin.migrations.environment import NotWhereExpected, Watch, panel_environment
@@ -167,6 +167,22 @@ def _is_step_line(message: str) -> bool:
     return message.startswith(("Running upgrade ", "Running downgrade ", "Running stamp_revision "))
 
 
+@contextmanager
+def _async_refused() -> Iterator[None]:
+    """An env.py that builds an async engine: one line that says why and what to do."""
+    try:
+        yield
+    except InvalidRequestError as exc:
+        if "asyncio extension requires an async driver" not in str(exc):
+            raise
+        raise MigrationError(
+            "env.py builds an async engine (asyncio), and the panel runs migrations with "
+            "psycopg2, a synchronous driver: nothing was applied. Let env.py use the "
+            "connection the panel passes in config.attributes['connection'] when there is "
+            "one (Alembic's cookbook: connection sharing with asyncio)"
+        ) from exc
+
+
 def run(
     project: Project,
     connection: Connection,
@@ -274,8 +290,11 @@ def run(
             with ALEMBIC_LOCK, project.revision_errors(), warnings.catch_warnings():
                 warnings.simplefilter("default")
                 warnings.showwarning = on_warning
-                with panel_environment(
-                    cfg, script, fn=steps_for, as_sql=False, destination_rev=target, watch=watch
+                with (
+                    panel_environment(
+                        cfg, script, fn=steps_for, as_sql=False, destination_rev=target, watch=watch
+                    ),
+                    _async_refused(),
                 ):
                     script.run_env()
         finally:

@@ -50,12 +50,13 @@ class Project:
         if not self.config_path.is_file():
             raise MigrationError(
                 f"the Alembic configuration {self.config_path} does not exist "
-                "(set ALEMBIC_CONFIG to the project's alembic.ini)"
+                "(set ALEMBIC_CONFIG to the project's alembic.ini or pyproject.toml)"
             )
+        self.ini_path, self.toml_path = _config_files(self.config_path)
         self.cache_file = catalog.cache_file(cache_dir, self.config_path)
         self._lock = threading.RLock()
         self._base: ScriptDirectory | None = None
-        self._base_stamp: tuple[int, int] | None = None
+        self._base_stamp: tuple[tuple[int, int], ...] | None = None
         self._script: ScriptDirectory | None = None
         self._graph: Graph | None = None
         self._entries: dict[str, catalog.Entry] = {}
@@ -71,10 +72,18 @@ class Project:
 
     def config(self, **attributes: Any) -> Config:
         """A fresh Config for one command; attributes reach env.py."""
-        cfg = Config(str(self.config_path))
+        cfg = Config(
+            str(self.ini_path) if self.ini_path else None,
+            toml_file=str(self.toml_path) if self.toml_path else None,
+        )
         cfg.attributes["panel"] = True
         cfg.attributes.update(attributes)
         return cfg
+
+    @property
+    def config_files(self) -> tuple[Path, ...]:
+        """alembic.ini and pyproject.toml, those the project has."""
+        return tuple(path for path in (self.ini_path, self.toml_path) if path is not None)
 
     @property
     def version_table(self) -> str:
@@ -89,8 +98,7 @@ class Project:
 
     def _base_directory(self) -> ScriptDirectory:
         """Alembic's ScriptDirectory for the config (made again when alembic.ini changes)."""
-        stat = self.config_path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        stamp = tuple((path.stat().st_size, path.stat().st_mtime_ns) for path in self.config_files)
         if self._base is None or stamp != self._base_stamp:
             try:
                 self._base = ScriptDirectory.from_config(self.config())
@@ -218,6 +226,21 @@ class Project:
                 f"Alembic cannot place the target {target[:60]!r} from where the database "
                 f"stands: {type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
             ) from exc
+
+
+def _config_files(path: Path) -> tuple[Path | None, Path | None]:
+    """(alembic.ini, pyproject.toml) of a project, as the ``alembic`` command finds them
+    beside each other: ALEMBIC_CONFIG may name either (``alembic init -t pyproject`` keeps
+    the script location in pyproject.toml and the URL and logging in alembic.ini)."""
+    if path.name == "pyproject.toml":
+        ini = path.with_name("alembic.ini")
+        return (ini if ini.is_file() else None), path
+    toml = path.with_name("pyproject.toml")
+    try:
+        has_section = toml.is_file() and "[tool.alembic]" in toml.read_text(encoding="utf-8")
+    except OSError:
+        has_section = False
+    return path, (toml if has_section else None)
 
 
 def _translate(exc: CommandError) -> MigrationError:

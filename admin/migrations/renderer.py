@@ -99,7 +99,7 @@ class _Child:
             raise RenderFailed(f"rendering the SQL took longer than {timeout:g}s and was stopped")
         self.proc.wait()
         self._drain.join(5)
-        self.answer.close()
+        self._close_pipes()
         try:
             answer = json.loads(box[0]) if box and box[0] else None
         except ValueError:
@@ -115,8 +115,14 @@ class _Child:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         self.proc.wait()
-        with contextlib.suppress(OSError):
-            self.answer.close()
+        self._drain.join(5)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for stream in (self.answer, self.proc.stdin, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class Renderer:

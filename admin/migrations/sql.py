@@ -83,10 +83,10 @@ def close_renderers() -> None:
 
 
 def _environment_fingerprint(project: Project) -> str:
-    """env.py and alembic.ini: what shapes every render besides the revisions."""
+    """env.py and the configuration: what shapes every render besides the revisions."""
     digest = hashlib.sha256()
     script = project.script()
-    for path in (project.config_path, Path(script.dir) / "env.py"):
+    for path in (*project.config_files, Path(script.dir) / "env.py"):
         try:
             digest.update(path.read_bytes())
         except OSError:
