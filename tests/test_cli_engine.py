@@ -337,7 +337,7 @@ def test_sql_step_that_cannot_render_offline_exits_1(
     result = schema_admin(tmp_path, ini, url, "sql", "upgrade", "heads", "--from", "base")
     assert result.returncode == 1
     assert "CREATE TABLE t1" in result.stdout
-    assert "e7e7e7e7e7e7" in result.stderr and "cannot be rendered offline" in result.stderr
+    assert "e7e7e7e7e7e7" in result.stderr and "reads the database" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -346,6 +346,11 @@ def test_sql_step_that_cannot_render_offline_exits_1(
     [
         (("sql", "upgrade", "zzzz", "--from", "base"), "no revision matches"),
         (("sql", "upgrade", "head; drop table t1", "--from", "base"), "not a revision target"),
+        (("sql", "upgrade", "heads+1", "--from", "base"), "not a revision target"),
+        (("sql", "upgrade", "head@-1", "--from", "base"), "not a revision target"),
+        (("sql", "upgrade", "base+x", "--from", "base"), "not a revision target"),
+        (("sql", "upgrade", "@", "--from", "base"), "not a revision target"),
+        (("sql", "upgrade", "a" * 300, "--from", "base"), "not a revision target"),
         (("sql", "upgrade", "head", "--from", "nope"), "no revision file has the id"),
         (("sql", "upgrade", "c", "--from", "base"), "ambiguous|no revision matches|several"),
         (("sql", "downgrade", "-1", "--from", "base"), "nothing to downgrade"),
@@ -359,7 +364,9 @@ def test_bad_targets_and_messages_give_one_line_errors(
     tmp_path: Path, project_ini: Path, args: tuple[str, ...], message: str
 ) -> None:
     url = "postgresql://u@127.0.0.1:1/db"
-    line = one_line_error(schema_admin(tmp_path, project_ini, url, *args))
+    # A target no revision can be is a usage error (exit 2), like a bad option.
+    code = 2 if message == "not a revision target" else 1
+    line = one_line_error(schema_admin(tmp_path, project_ini, url, *args), code=code)
     assert re.search(message, line), line
 
 
@@ -532,7 +539,9 @@ def test_bad_change_targets_give_one_line_errors_and_no_job(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
     migrations.create_database(url)
-    assert re.search(message, one_line_error(schema_admin(tmp_path, project_ini, url, *args)))
+    code = 2 if message == "not a revision target" else 1
+    result = schema_admin(tmp_path, project_ini, url, *args)
+    assert re.search(message, one_line_error(result, code=code))
     store = tmp_path / "store.sqlite3"
     assert not store.exists() or store_rows(tmp_path, "SELECT count(*) FROM jobs") == [(0,)]
 

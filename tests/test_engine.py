@@ -317,7 +317,10 @@ def test_a_step_that_cannot_render_offline_is_reported(
     plan = migrations.make_plan(project, Direction.UPGRADE, "heads", ())
     script = migrations.render(project, plan, url, "postgresql")
     assert [s.step.revision for s in script.errors] == ["e7e7e7e7e7e7"]
-    assert "cannot be rendered offline" in (script.errors[0].error or "")
+    error = script.errors[0]
+    assert error.cause is migrations.Cause.READS_DATABASE
+    assert error.location == "e7e7e7e7e7e7_data_in_python.py:17"
+    assert "reads the database" in (error.error or "") and "0x" not in (error.error or "")
     assert script.steps[0].sql and "CREATE TABLE t1" in script.steps[0].sql
 
 

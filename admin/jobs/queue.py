@@ -76,11 +76,12 @@ def _refuse(rt: Runtime, request: JobRequest, actor: audit.Actor, error: AdminEr
 
 def _plan(rt: Runtime, request: JobRequest) -> tuple[migrations.Plan | None, tuple[str, ...]]:
     """The plan a migration job will run, checked against the one the requester saw."""
+    # A target no revision can be is refused before anything is read.
+    target = migrations.check_target(request.target_revision or "")
     project = project_of(rt)
     url = rt.settings.database_url
     _, current = migrations.read_current(project, url)
     if request.kind is JobKind.STAMP:
-        target = migrations.check_target(request.target_revision or "")
         if target not in ("head", "heads", "base") and "@" not in target:
             project.graph(max_age=0).get(target)
         return None, current
