@@ -7,41 +7,36 @@ non-zero: 2 for a bad setting or usage, 1 for any other failure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from admin import __version__
-from admin import audit as audit_trail  # not `audit`: that name is the submodule cli.audit
-from admin.cli import audit as audit_cli
-from admin.cli import backups as backups_cli
-from admin.cli import database as database_cli
-from admin.cli import entrypoint as entrypoint_cli
-from admin.cli import history as history_cli
-from admin.cli import migrate as migrate_cli
-from admin.cli import revision as revision_cli
-from admin.cli import serve as serve_cli
-from admin.cli import sql as sql_cli
-from admin.cli import status as status_cli
-from admin.cli import store as store_cli
-from admin.cli import users as users_cli
 from admin.cli.base import Commands, Handler, cli_actor, runtime
 from admin.config import Settings, load_settings
 from admin.errors import AdminError
 
-REGISTRARS: list[Callable[[Commands], None]] = [
-    serve_cli.register,
-    store_cli.register,
-    users_cli.register,
-    audit_cli.register,
-    status_cli.register,
-    migrate_cli.register,
-    history_cli.register,
-    sql_cli.register,
-    revision_cli.register,
-    database_cli.register,
-    entrypoint_cli.register,
-    backups_cli.register,
-]
+# Each command's module, imported only when that command runs (or for --help): a read
+# command such as `status` then loads the engine, not the web stack or the store.
+COMMANDS: dict[str, str] = {
+    "serve": "admin.cli.serve",
+    "store": "admin.cli.store",
+    "user": "admin.cli.users",
+    "audit": "admin.cli.audit",
+    "status": "admin.cli.status",
+    "migrate": "admin.cli.migrate",
+    "downgrade": "admin.cli.migrate",
+    "stamp": "admin.cli.migrate",
+    "history": "admin.cli.history",
+    "sql": "admin.cli.sql",
+    "create-migration": "admin.cli.revision",
+    "init-db": "admin.cli.database",
+    "reset": "admin.cli.database",
+    "entrypoint": "admin.cli.entrypoint",
+    "backup": "admin.cli.backups",
+    "backups": "admin.cli.backups",
+    "restore": "admin.cli.backups",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only`` (a command's name) just that command's module is loaded."""
     parser = _Parser(
         prog="schema-admin",
         description="Web panel, CLI and container entrypoint for the Alembic migrations "
@@ -60,9 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands: Commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=_Parser
     )
-    for register in REGISTRARS:
-        register(commands)
+    modules = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(name).register(commands)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (its first argument that is not an option)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
 
 
 def audit_refusal(settings: Settings, argv: Sequence[str], exc: AdminError) -> None:
@@ -70,6 +75,8 @@ def audit_refusal(settings: Settings, argv: Sequence[str], exc: AdminError) -> N
     that refused it recorded its own event (``exc.audited``)."""
     if exc.status not in (403, 409) or exc.audited:
         return
+    from admin import audit as audit_trail
+
     command = " ".join(["schema-admin", *argv])
     event = audit_trail.AccessDenied(
         method="CLI", path=command[:400], status=exc.status, reason=exc.message[:500]
@@ -82,8 +89,9 @@ def audit_refusal(settings: Settings, argv: Sequence[str], exc: AdminError) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(arguments))
+    args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
