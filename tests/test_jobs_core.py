@@ -365,7 +365,10 @@ def test_a_killed_worker_leaves_a_revision_boundary_and_an_interrupted_job(
 
 
 def test_recovery_marks_orphaned_jobs_interrupted(make_runtime: Callable[..., Runtime]) -> None:
-    """A panel that died with its worker: the next start finds the job and frees the target."""
+    """A panel that died with its worker (both on this host): the next start finds the job at
+    once, whatever its heartbeat says, and frees the target."""
+    from admin.jobs.ownership import Owner
+
     rt = make_runtime()
     run_in_foreground(rt, JobRequest(JobKind.UPGRADE, "bbb222"), ALICE, echo=lambda _: None)
     job = queue.submit(rt, JobRequest(JobKind.UPGRADE, "head"), ALICE)
@@ -375,6 +378,7 @@ def test_recovery_marks_orphaned_jobs_interrupted(make_runtime: Callable[..., Ru
         row = session.get(Job, job.id)
         assert row is not None
         row.status = "running"
+        row.owner = str(Owner("supervisor", socket.gethostname(), dead.pid, "gone"))
         row.worker_pid = dead.pid
         row.worker_host = socket.gethostname()
         row.heartbeat_at = utcnow()
@@ -483,9 +487,13 @@ def test_the_line_writer_replaces_a_lost_connection_and_pools_nothing(
     make_runtime: Callable[..., Runtime],
     pg_databases,  # type: ignore[no-untyped-def]
 ) -> None:
+    from admin.jobs.ownership import Owner
+
     rt = make_runtime(store=pg_databases.create("store"))
     job = queue.submit(rt, JobRequest(JobKind.UPGRADE, "head"), ALICE)
-    writer = queue.LineWriter(rt, job.id)
+    owner = Owner.new("supervisor")
+    queue.claim(rt, job.id, owner)
+    writer = queue.LineWriter(rt, job.id, owner)
     writer.append(1, [queue.NewLine("one", "info", "runner")], steps_done=1)
     # The store restarts between two batches: every session of the store is gone.
     admin = create_engine(rt.settings.admin_database_url)

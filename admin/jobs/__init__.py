@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from admin.jobs.hub import Finished, LogHub
     from admin.jobs.queue import JobRequest, NewLine
+    from admin.jobs.record import Published
     from admin.jobs.runner import Runner
-    from admin.jobs.supervisor import Published, Supervisor, run_in_foreground
+    from admin.jobs.supervisor import Supervisor, run_in_foreground
 
 # Loaded on first use: the worker process (``python -m admin.jobs.worker``) imports this
 # package first and needs neither asyncio (the hub) nor the runner.
@@ -28,7 +29,7 @@ _EXPORTS = {
     "JobRequest": "admin.jobs.queue",
     "NewLine": "admin.jobs.queue",
     "Runner": "admin.jobs.runner",
-    "Published": "admin.jobs.supervisor",
+    "Published": "admin.jobs.record",
     "Supervisor": "admin.jobs.supervisor",
     "run_in_foreground": "admin.jobs.supervisor",
 }

@@ -18,7 +18,7 @@ from itertools import islice
 from sqlalchemy import select
 
 from admin.jobs import queue
-from admin.jobs.supervisor import Published
+from admin.jobs.record import Published
 from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
 

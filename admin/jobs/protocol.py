@@ -27,7 +27,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
@@ -49,6 +49,17 @@ class Message:
 def heads_text(heads: Sequence[str]) -> str:
     """The heads a database is at, as jobs record them ("base" for none)."""
     return ",".join(heads) if heads else "base"
+
+
+def log_line(message: Message) -> tuple[str, str, str] | None:
+    """(text, level, stream) a message is stored as in the job's log (None: a result, a
+    beat: not log lines)."""
+    if message.kind in ("result", "beat"):
+        return None
+    if message.kind == "output":
+        stream = "stderr" if message.data.get("stream") == "stderr" else "stdout"
+        return message.text, message.level, stream
+    return message.text, message.level, "worker"
 
 
 def decode(line: str) -> Message:
@@ -79,13 +90,20 @@ class Emitter:
     not the supervisor's COALESCE for the second half of a revision's lines). ``result`` is
     written at once, with everything held before it. ``text_stream()`` gives a stream for
     ``sys.stdout`` that keeps a migration's own prints in order with the lines.
+
+    When the pipe breaks (the supervisor is gone), ``broken`` is set and what could not be
+    written is kept; ``redirect(sink)`` then hands it, and every later line, to ``sink``
+    (an orphaned worker's own record).
     """
 
     def __init__(self, stream: TextIO | None = None, *, linger: float = 0.0) -> None:
         self.stream = stream or sys.stdout
         self.linger = linger
+        self.broken = threading.Event()
         self._lock = threading.Lock()
         self._held: list[str] = []
+        self._unsent: list[str] = []
+        self._sink: Callable[[str], None] | None = None
         self._due = threading.Event()
         if linger > 0:
             threading.Thread(target=self._write_later, name="emitter", daemon=True).start()
@@ -115,11 +133,33 @@ class Emitter:
         """A stream whose lines go out as ``output`` messages (for ``sys.stdout``)."""
         return cast(TextIO, _Through(self, stream, level))
 
-    def _write(self) -> None:  # with the lock held
-        if self._held:
-            self.stream.write("".join(self._held))
+    def redirect(self, sink: Callable[[str], None]) -> None:
+        """From now on, lines go to ``sink`` (what the broken pipe did not take first)."""
+        with self._lock:
+            self._sink = sink
+            self._unsent.extend(self._held)
             self._held.clear()
+            unsent, self._unsent = "".join(self._unsent), []
+            if unsent:
+                sink(unsent)
+
+    def _write(self) -> None:  # with the lock held
+        if not self._held:
+            return
+        text = "".join(self._held)
+        self._held.clear()
+        if self._sink is not None:
+            self._sink(text)
+            return
+        if self.broken.is_set():
+            self._unsent.append(text)
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except (OSError, ValueError):  # BrokenPipeError: the reader is gone
+            self._unsent.append(text)
+            self.broken.set()
 
     def _write_later(self) -> None:
         while True:
@@ -180,6 +220,8 @@ class Order:
     migration_lock_wait: float
     backup_gate: bool
     cache_dir: str | None = None
+    # The supervisor that owns the job: the worker takes over from it if it dies.
+    owner: str | None = None
 
     def encode(self) -> str:
         return json.dumps(dataclasses.asdict(self))

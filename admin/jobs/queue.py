@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -15,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from admin import audit, migrations
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
+from admin.jobs import ownership
+from admin.jobs.ownership import NotOwner, Owner
 from admin.jobs.protocol import heads_text
 from admin.runtime import Runtime
 from admin.store.models import (
@@ -234,8 +234,22 @@ def last_seq(session: Session, job_id: int) -> int:
 # Changes made by the supervisor.
 
 
-def mark_started(rt: Runtime, job_id: int, pid: int) -> Job:
+def claim(rt: Runtime, job_id: int, owner: Owner) -> None:
+    """``owner`` (a supervisor about to start the worker) takes the queued job."""
     with rt.transaction() as session:
+        job = get(session, job_id)
+        if job.owner is not None or job.status != JobStatus.QUEUED.value:
+            raise NotOwner(
+                f"job {job_id} is {job.status} and owned by {ownership.describe(job.owner)}: "
+                "it is not started twice"
+            )
+        job.owner = str(owner)
+        job.heartbeat_at = utcnow()
+
+
+def mark_started(rt: Runtime, job_id: int, pid: int, owner: Owner) -> Job:
+    with rt.transaction() as session:
+        ownership.check(session.connection(), job_id, owner)
         job = get(session, job_id)
         now = utcnow()
         job.status = JobStatus.RUNNING.value
@@ -261,9 +275,10 @@ class LineWriter:
     replaced once.
     """
 
-    def __init__(self, rt: Runtime, job_id: int) -> None:
+    def __init__(self, rt: Runtime, job_id: int, owner: Owner) -> None:
         self.rt = rt
         self.job_id = job_id
+        self.owner = owner
         self._connection: Connection | None = None
 
     def append(self, first_seq: int, new: Sequence[NewLine], **changes: Any) -> None:
@@ -284,6 +299,8 @@ class LineWriter:
             connection = self._connect()
             try:
                 with connection.begin():
+                    # Only the job's owner writes: a former one finds another name here.
+                    ownership.check(connection, self.job_id, self.owner)
                     if rows:
                         connection.execute(insert(JobLine), rows)
                     if changes:
@@ -312,10 +329,17 @@ class LineWriter:
         return self._connection
 
 
-def heartbeat(rt: Runtime, job_id: int) -> bool:
-    """Renew the job's lease; True when someone asked to cancel it."""
+def heartbeat(rt: Runtime, job_id: int, owner: Owner) -> bool:
+    """Renew the job's lease (NotOwner when another process owns it now); True when
+    someone asked to cancel it."""
     with rt.transaction() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+        renewed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.owner == str(owner), Job.status.in_(ACTIVE_JOB_STATUSES))
+            .values(heartbeat_at=utcnow())
+        )
+        if renewed.rowcount != 1:  # type: ignore[attr-defined]
+            ownership.check(session.connection(), job_id, owner)
         requested = session.scalar(select(Job.cancel_requested_at).where(Job.id == job_id))
     return requested is not None
 
@@ -330,9 +354,16 @@ def finish(
     exit_code: int | None,
     sql_fingerprint: str | None = None,
     backup_id: int | None = None,
+    owner: Owner | None = None,
+    steps_done: int | None = None,
 ) -> Job:
+    """Record the job's end (its owner only, when ``owner`` is given) and audit it."""
     with rt.transaction() as session:
+        if owner is not None:
+            ownership.check(session.connection(), job_id, owner)
         job = get(session, job_id)
+        if steps_done is not None:
+            job.steps_done = steps_done
         job.status = status.value
         job.finished_at = utcnow()
         job.revision_after = revision_after
@@ -374,83 +405,3 @@ def request_cancel(rt: Runtime, job_id: int, actor: audit.Actor) -> Job:
             job.cancel_requested_by = actor.name
             audit.record(session, audit.JobCancelRequested(job_id=job.id, kind=job.kind), actor)
     return job
-
-
-# Recovery.
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover(
-    rt: Runtime,
-    *,
-    supervised: Callable[[int], bool] = lambda job_id: False,
-    revision_now: Callable[[], str | None] | None = None,
-) -> list[int]:
-    """Mark jobs whose worker is gone as interrupted; returns their ids.
-
-    Gone: on this host, a worker pid that no longer exists (and no supervisor here holds
-    the job); anywhere, a heartbeat older than JOB_LEASE (another replica died).
-    """
-    lease = timedelta(seconds=rt.settings.job_lease)
-    host = socket.gethostname()
-    now = utcnow()
-    with rt.reads() as session:
-        candidates = list(session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES))))
-
-    def is_gone(job: Job) -> bool:
-        if supervised(job.id) or not JobStatus(job.status).active:
-            return False
-        seen = job.heartbeat_at or job.created_at
-        local_dead = job.worker_host == host and not _pid_alive(job.worker_pid)
-        return (job.status == JobStatus.RUNNING.value and local_dead) or now - seen > lease
-
-    gone = [job for job in candidates if is_gone(job)]
-    interrupted: list[int] = []
-    for job in gone:
-        revision = revision_now() if revision_now else None
-        with rt.transaction() as session:
-            fresh = get(session, job.id)
-            # Looked at again under the write: its supervisor may have just renewed it.
-            if not is_gone(fresh):
-                continue
-            reason = (
-                f"worker {fresh.worker_pid} on {fresh.worker_host} is gone"
-                if fresh.worker_pid
-                else "the job never started"
-            )
-            fresh.status = JobStatus.INTERRUPTED.value
-            fresh.finished_at = utcnow()
-            fresh.revision_after = revision
-            fresh.error = f"interrupted: {reason}"
-            seq = last_seq(session, fresh.id) + 1
-            session.add(
-                JobLine(
-                    job_id=fresh.id,
-                    seq=seq,
-                    created_at=utcnow(),
-                    stream="runner",
-                    level="error",
-                    text=f"interrupted: {reason}; the database is at {revision or 'unknown'}",
-                )
-            )
-            audit.record(
-                session,
-                audit.JobInterrupted(
-                    job_id=fresh.id, kind=fresh.kind, revision_after=revision, reason=reason
-                ),
-                audit.Actor("system", None, Source(fresh.source)),
-                revision=revision,
-            )
-        interrupted.append(job.id)
-    return interrupted

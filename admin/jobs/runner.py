@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from admin import audit, migrations
-from admin.errors import AdminError
-from admin.jobs import queue
-from admin.jobs.protocol import heads_text
+from admin import audit
+from admin.jobs import queue, recovery
 from admin.jobs.supervisor import Publisher, Supervisor
 from admin.runtime import Runtime
 from admin.store.models import Job
@@ -103,26 +101,12 @@ class Runner:
     # Recovery.
 
     def recover(self) -> list[int]:
-        project_path = self.rt.settings.alembic_config
-        url = self.rt.settings.database_url
-
-        def revision_now() -> str | None:
-            try:
-                project = migrations.open_project(project_path)
-                return heads_text(migrations.read_current(project, url)[1])
-            except AdminError:
-                return None
-
+        """End the record of jobs nothing runs any more (``admin.jobs.recovery``)."""
         try:
-            found = queue.recover(self.rt, supervised=self.supervised, revision_now=revision_now)
+            return recovery.recover(self.rt, supervised=self.supervised)
         except Exception:
             log.exception("job recovery failed")
             return []
-        for job_id in found:
-            log.warning(
-                "job %s was interrupted: its worker is gone", job_id, extra={"job_id": job_id}
-            )
-        return found
 
     def _recover_every(self, interval: float) -> None:
         while not self._stopping.wait(interval):

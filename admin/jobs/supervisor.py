@@ -8,6 +8,7 @@ trail whoever started it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue as queue_module
 import signal
@@ -16,19 +17,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import IO, Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from admin import audit, migrations
 from admin.config import Settings
-from admin.errors import AdminError
-from admin.jobs import queue
+from admin.jobs import outcome, queue
+from admin.jobs.ownership import NotOwner, Owner
 from admin.jobs.planscript import PlanScript
-from admin.jobs.protocol import Message, Order, decode, heads_text
+from admin.jobs.protocol import Message, Order, decode, log_line
+from admin.jobs.record import JobRecord, Publisher
 from admin.runtime import Runtime
-from admin.store.models import Job, JobKind, JobStatus
+from admin.store.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 # Seconds between two commits of log lines while lines keep coming.
@@ -41,24 +45,11 @@ RENDER_TIMEOUT = 120.0
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
-@dataclass(frozen=True)
-class Published:
-    """A stored line as subscribers see it."""
-
-    seq: int
-    level: str
-    stream: str
-    text: str
-
-
-Publisher = Callable[[int, Sequence[Published], str | None], None]
-
-
 def worker_command(job_id: int, control_fd: int) -> list[str]:
     return [sys.executable, "-m", "admin.jobs.worker", str(job_id), str(control_fd)]
 
 
-def work_order(job: Job, settings: Settings) -> Order:
+def work_order(job: Job, settings: Settings, owner: Owner | None = None) -> Order:
     """What the worker needs to know of ``job`` and of the settings it runs with."""
     return Order(
         job_id=job.id,
@@ -74,6 +65,7 @@ def work_order(job: Job, settings: Settings) -> Order:
         migration_lock_wait=settings.migration_lock_wait,
         backup_gate=settings.backups_gate_migrations,
         cache_dir=str(settings.cache_dir),
+        owner=str(owner) if owner is not None else None,
     )
 
 
@@ -109,18 +101,20 @@ class Supervisor:
         self.rt = runtime
         self.job_id = job_id
         self.publish = publish
-        self.echo = echo
-        self.echo_levels = echo_levels
+        self.owner = Owner.new("supervisor")
+        self.record = JobRecord(
+            runtime, job_id, self.owner, publish=publish, echo=echo, echo_levels=echo_levels
+        )
         self.cancel_reason: str | None = None
         self._cancel = threading.Event()
         self._cancelled_at: float | None = None
         self._backend_pid: int | None = None
         self._result: dict[str, Any] | None = None
-        self._seq = 0
+        self._heard = time.monotonic()
+        self._heads_after: dict[int, str] = {}
         self._steps_done = 0
         self._steps_stored = 0
         self._progress_at = 0.0
-        self._lines = queue.LineWriter(runtime, job_id)
         self._proc: subprocess.Popen[str] | None = None
         self._control: IO[str] | None = None
         self._script: PlanScript | None = None
@@ -137,12 +131,21 @@ class Supervisor:
         try:
             return self._run()
         finally:
-            self._lines.close()
+            self.record.close()
+
+    def _current(self) -> Job:
+        with self.rt.reads() as session:
+            return queue.get(session, self.job_id)
 
     def _run(self) -> Job:
         with self.rt.reads() as session:
-            self._seq = queue.last_seq(session, self.job_id)
+            self.record.seq = queue.last_seq(session, self.job_id)
             job = queue.get(session, self.job_id)
+        try:
+            queue.claim(self.rt, self.job_id, self.owner)
+        except NotOwner as exc:  # another supervisor has it (or it ended): not started twice
+            self.record.lost = str(exc)
+            return job
         described = queue.NewLine(self._describe(job), "info", "runner")
         started = time.monotonic()
         control, control_end = os.pipe()
@@ -167,13 +170,17 @@ class Supervisor:
             os.close(control_end)
         self._control = os.fdopen(control, "r", encoding="utf-8", errors="replace")
         self._proc = proc
-        self._hand_over(proc, work_order(job, self.rt.settings))
+        self._hand_over(proc, work_order(job, self.rt.settings, self.owner))
         self._script = PlanScript(job, self.rt.settings)
         # Recorded while the worker starts up.
-        queue.mark_started(self.rt, self.job_id, proc.pid)
+        queue.mark_started(self.rt, self.job_id, proc.pid, self.owner)
         self._store([described, queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
         self._follow(proc)
-        status, error = self._outcome(proc.returncode)
+        if self.record.lost is not None:
+            # Another process owns the job now: its record is theirs to finish.
+            return self._current()
+        cancelled = self.cancel_reason if self._cancel.is_set() else None
+        status, error = outcome.status_of(self._result, proc.returncode, cancelled)
         elapsed = time.monotonic() - started
         return self._finish(status, error, proc.returncode, elapsed)
 
@@ -223,18 +230,33 @@ class Supervisor:
                 pass
             open_streams -= sum(1 for _, line in batch if line is None)
             self._take(batch)
+            if not batch:
+                self.record.flush()  # lines kept while the store did not answer
             last_commit = time.monotonic()
             now = time.monotonic()
             if now - last_beat >= self.rt.settings.job_heartbeat:
                 last_beat = now
-                if queue.heartbeat(self.rt, self.job_id):
-                    self.cancel_soon("cancelled on request")
+                self._beat(proc, now)
             self._enforce_cancel(proc)
         for reader in readers:
             reader.join()
         proc.wait()
         for stream in streams.values():
             stream.close()
+
+    def _beat(self, proc: subprocess.Popen[str], now: float) -> None:
+        """Renew the lease while the worker proves it is alive (it sends a beat at least
+        every second, from a thread of its own); a worker silent for a whole lease is
+        frozen or stuck: it is stopped. Another owner now: the worker is stopped too."""
+        silent = now - self._heard
+        if proc.poll() is None and silent > self.rt.settings.job_lease:
+            self.cancel_soon(
+                f"the worker sent nothing for {silent:.0f}s (frozen or stuck): stopping it"
+            )
+        elif self.record.heartbeat():
+            self.cancel_soon("cancelled on request")
+        if self.record.lost is not None:
+            self.cancel_soon(f"another process owns the job now ({self.record.lost})")
 
     def _take(self, batch: list[tuple[str, str | None]]) -> None:
         lines: list[queue.NewLine] = []
@@ -247,14 +269,12 @@ class Supervisor:
                 level = "warning" if stream == "stderr" else "info"
                 lines.append(queue.NewLine(raw.rstrip("\n"), level, stream))
                 continue
+            self._heard = time.monotonic()
             message = decode(raw)
-            if message.kind == "output":
-                output = "stderr" if message.data.get("stream") == "stderr" else "stdout"
-                lines.append(queue.NewLine(message.text, message.level, output))
-                continue
             self._absorb(message, changes)
-            if message.kind != "result":
-                lines.append(queue.NewLine(message.text, message.level, "worker"))
+            line = log_line(message)
+            if line is not None:
+                lines.append(queue.NewLine(*line))
         self._progress(changes)
         if lines or changes:
             self._store(lines, **changes)
@@ -274,28 +294,15 @@ class Supervisor:
             self._backend_pid = int(data["pid"]) if data.get("pid") else None
         elif message.kind == "step" and data.get("event") == "finished":
             self._steps_done = int(data.get("step") or self._steps_done + 1)
+            if isinstance(data.get("heads"), list):
+                self._heads_after[self._steps_done] = ",".join(map(str, data["heads"])) or "base"
         elif message.kind == "backup" and data.get("backup_id"):
             changes["backup_id"] = int(data["backup_id"])
         elif message.kind == "result":
             self._result = {"status": message.text, **data}
 
     def _store(self, lines: Sequence[queue.NewLine], **changes: Any) -> None:
-        first = self._seq + 1
-        self._lines.append(first, lines, **changes)
-        self._seq += len(lines)
-        if self.echo is not None:
-            for line in lines:
-                if self.echo_levels is None or line.level in self.echo_levels:
-                    self.echo(line.text)
-        if self.publish is not None and lines:
-            self.publish(
-                self.job_id,
-                [
-                    Published(first + i, line.level, line.stream, line.text)
-                    for i, line in enumerate(lines)
-                ],
-                None,
-            )
+        self.record.add(lines, **changes)
 
     # Cancelling.
 
@@ -333,34 +340,7 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signum)
 
-    # The outcome.
-
-    def _outcome(self, returncode: int) -> tuple[JobStatus, str | None]:
-        result = self._result or {}
-        status = result.get("status")
-        error = result.get("error")
-        if status == "succeeded":
-            return JobStatus.SUCCEEDED, None
-        if self._cancel.is_set() or status == "cancelled":
-            return JobStatus.CANCELLED, self.cancel_reason or "cancelled on request"
-        if status == "failed":
-            return JobStatus.FAILED, str(error or "failed")
-        if returncode < 0:
-            name = signal.Signals(-returncode).name
-            return JobStatus.INTERRUPTED, f"interrupted: the worker was killed by {name}"
-        return JobStatus.FAILED, f"the worker exited with code {returncode} and no result"
-
-    def _revision_now(self, job: Job) -> str | None:
-        if JobKind(job.kind) is JobKind.BACKUP:
-            return (self._result or {}).get("revision_after")
-        try:
-            project = migrations.open_project(
-                self.rt.settings.alembic_config, self.rt.settings.cache_dir
-            )
-            _, heads = migrations.read_current(project, self.rt.settings.database_url)
-            return heads_text(heads)
-        except AdminError:
-            return (self._result or {}).get("revision_after")
+    # The end.
 
     def _finish(
         self,
@@ -369,27 +349,52 @@ class Supervisor:
         returncode: int | None,
         elapsed: float = 0.0,
     ) -> Job:
-        with self.rt.reads() as session:
-            job = queue.get(session, self.job_id)
-        revision = self._revision_now(job)
-        summary = f"job {status.value} in {elapsed:.1f}s"
-        if revision is not None:
-            summary += f"; the database is at {revision}"
+        job = self._current()
+        where = outcome.where_now(self.rt.settings, job, self._result)
+        steps = outcome.steps_applied(
+            self._heads_after, where, job.revision_before, self._steps_done
+        )
+        summary = f"job {status.value} in {elapsed:.1f}s; the database is at {where.said}"
         if error:
             summary += f": {error}"
         level = "info" if status is JobStatus.SUCCEEDED else "error"
-        self._store([queue.NewLine(summary, level, "runner")], steps_done=self._steps_done)
+        self._store([queue.NewLine(summary, level, "runner")], steps_done=steps)
         result = self._result or {}
-        finished = queue.finish(
-            self.rt,
-            self.job_id,
-            status,
-            revision_after=revision,
-            error=error,
-            exit_code=returncode,
-            sql_fingerprint=self._script.result(RENDER_TIMEOUT) if self._script else None,
-            backup_id=result.get("backup_id"),
-        )
+        fingerprint = self._script.result(RENDER_TIMEOUT) if self._script else None
+        deadline = time.monotonic() + max(self.rt.settings.job_lease, 10.0)
+        while True:
+            try:
+                if not self.record.flush():
+                    raise NotOwner(self.record.lost or "") if self.record.lost else OSError()
+                finished = queue.finish(
+                    self.rt,
+                    self.job_id,
+                    status,
+                    revision_after=where.revision,
+                    error=error
+                    if where.unknown is None
+                    else f"{error or status.value}; "
+                    f"the database's revision is unknown: {where.unknown}",
+                    exit_code=returncode,
+                    sql_fingerprint=fingerprint,
+                    backup_id=result.get("backup_id"),
+                    owner=self.owner,
+                    steps_done=steps,
+                )
+                break
+            except NotOwner:
+                return self._current()
+            except (OSError, DBAPIError):
+                # The store does not answer: try again for a while, then leave the end to
+                # recovery (which reads the same target).
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "job %s: its end could not be recorded: the store does not answer",
+                        self.job_id,
+                        extra={"job_id": self.job_id},
+                    )
+                    return job
+                time.sleep(1.0)
         if self.publish is not None:
             self.publish(self.job_id, [], status.value)
         return finished

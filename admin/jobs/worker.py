@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from admin import migrations
 from admin.errors import AdminError, describe
+from admin.jobs.orphan import Watchman
 from admin.jobs.protocol import Emitter, Message, Order, heads_text
 
 if TYPE_CHECKING:
@@ -56,11 +57,12 @@ class Cancelled(BaseException):
 
 @dataclass
 class Context:
-    """What a job handler works with: the order, and the panel's settings, store and job
-    row, each loaded on first use."""
+    """What a job handler works with: the order, its beat thread (``watchman``), and the
+    panel's settings, store and job row, each loaded on first use."""
 
     order: Order
     out: Emitter
+    watchman: Watchman
 
     @cached_property
     def settings(self) -> Settings:
@@ -128,6 +130,9 @@ def run_migration(ctx: Context) -> int:
             out.send(Message("sql", event.text, "sql"))
         elif event.kind in (migrations.EventKind.STEP_STARTED, migrations.EventKind.STEP_FINISHED):
             finished = event.kind is migrations.EventKind.STEP_FINISHED
+            heads = heads_text(event.heads) if event.heads is not None else None
+            if finished:
+                ctx.watchman.step_finished(event.step or 0, event.revision, heads)
             out.send(
                 Message(
                     "step",
@@ -139,6 +144,7 @@ def run_migration(ctx: Context) -> int:
                         "step": event.step,
                         "steps": event.steps,
                         "duration": event.duration,
+                        "heads": list(event.heads) if event.heads is not None else None,
                     },
                 )
             )
@@ -171,6 +177,7 @@ def run_migration(ctx: Context) -> int:
                     statement_timeout=order.statement_timeout,
                     expected_fingerprint=order.plan_fingerprint,
                     on_backend=on_backend,
+                    should_stop=ctx.watchman.should_stop,
                 )
         finally:
             engine.dispose()
@@ -205,7 +212,20 @@ def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
     if order.job_id != int(args[0]):
         out.result("failed", error=f"the work order on stdin is for job {order.job_id}")
         return EXIT_CONFIG
-    ctx = Context(order, out)
+    watchman = Watchman(order, out)
+    watchman.start()
+    ctx = Context(order, out, watchman)
+    code = EXIT_FAILED
+    try:
+        code = _run(ctx)
+        return code
+    finally:
+        watchman.finish(code)
+
+
+def _run(ctx: Context) -> int:
+    """The job's handler, with every way it can end said as a result."""
+    order, out = ctx.order, ctx.out
     try:
         handler = handler_for(order.kind)
         if handler is None:
@@ -216,6 +236,10 @@ def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
         out.log("cancelled: the open transaction was rolled back", "warning")
         out.result("cancelled", error="cancelled on request")
         return EXIT_CANCELLED
+    except migrations.Stopped as exc:
+        out.log(str(exc), "warning")
+        out.result("interrupted", error=str(exc))
+        return EXIT_FAILED
     except migrations.LockHeld as exc:
         out.log(str(exc), "error")
         out.result("failed", error=str(exc))
@@ -227,7 +251,12 @@ def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
     except DBAPIError as exc:
         message = _describe_db_error(exc)
         out.log(f"error {message}", "error")
-        out.result("failed", error=message, sqlstate=getattr(exc.orig, "pgcode", None))
+        if exc.connection_invalidated:
+            # Not the migration's fault: the target went away (restarted, cut off).
+            message = f"the connection to the target was lost: {message}"
+            out.result("interrupted", error=message)
+        else:
+            out.result("failed", error=message, sqlstate=getattr(exc.orig, "pgcode", None))
         return EXIT_FAILED
     except Exception as exc:
         # Unexpected: the traceback at debug level, one line to the log.

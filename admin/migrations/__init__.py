@@ -27,7 +27,7 @@ from admin.migrations.database import (
     target_key,
 )
 from admin.migrations.lock import LockHeld, describe_owner, migration_lock
-from admin.migrations.online import Command, EngineEvent, EventKind, PlanChanged, run
+from admin.migrations.online import Command, EngineEvent, EventKind, PlanChanged, Stopped, run
 from admin.migrations.plan import Direction, Plan, Step, check_target, make_plan
 from admin.migrations.project import (
     Graph,
@@ -65,6 +65,7 @@ __all__ = [
     "State",
     "Status",
     "Step",
+    "Stopped",
     "StepSql",
     "TargetMissing",
     "UnknownRevision",

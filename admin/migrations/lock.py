@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from admin.errors import Conflict, Unavailable, describe
 
@@ -145,3 +146,45 @@ def migration_lock(url: str, *, wait: float, owner: str) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def held_by(url: str, label: str, *, connect_timeout: float = 5.0) -> bool:
+    """Whether a session whose name starts with ``label`` is on the target now (PostgreSQL:
+    its application_name in pg_stat_activity, the lock's connection among them; SQLite: the
+    migration lock file, held and naming it). Raises Unavailable when the target cannot be
+    asked: then nothing can be concluded."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(
+            url,
+            poolclass=NullPool,
+            connect_args={"connect_timeout": max(1, int(connect_timeout))},
+        )
+        try:
+            with engine.connect() as connection:
+                pattern = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                found = connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name LIKE :pattern AND datname = current_database()"
+                    ),
+                    {"pattern": pattern + "%"},
+                ).scalar()
+            return bool(found)
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"could not ask the target who is on it: {describe(exc)}") from exc
+        finally:
+            engine.dispose()
+    if not parsed.database or parsed.database == ":memory:":
+        return False
+    path = Path(parsed.database + ".migrate-lock")
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().startswith(label)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -54,6 +54,14 @@ class EngineEvent:
     steps: int | None = None
     duration: float | None = None
     level: str | None = None
+    heads: tuple[str, ...] | None = None
+
+
+class Stopped(MigrationError):
+    """The run was asked to stop between two steps (the job's owner is gone)."""
+
+    status = 409
+    title = "Stopped"
 
 
 class PlanChanged(MigrationError):
@@ -146,6 +154,7 @@ class _Run:
     def step_finished(self, heads: set[str] | None = None) -> None:
         if self.finished >= self.started:
             return
+        after = tuple(sorted(heads)) if heads is not None else None
         step = self.steps[self.finished]
         self.finished += 1
         duration = time.monotonic() - self.step_began
@@ -157,6 +166,7 @@ class _Run:
                 step=self.finished,
                 steps=len(self.steps),
                 duration=duration,
+                heads=after,
             )
         )
 
@@ -195,6 +205,7 @@ def run(
     expected_fingerprint: str | None = None,
     on_plan: Callable[[list[Step]], None] | None = None,
     on_backend: Callable[[int], None] | None = None,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> tuple[str, ...]:
     """Run ``command`` to ``target``; returns the heads the database is at afterwards, read
     on ``connection`` (the target) after the run.
@@ -204,6 +215,7 @@ def run(
     (``environment.Watch``). With ``expected_fingerprint`` the run refuses (PlanChanged)
     unless the steps Alembic is about to execute are exactly the reviewed ones. After each
     step the version table is read back; the run stops if it is not where the step left it.
+    Before each step ``should_stop`` may give a reason to stop there (Stopped).
     """
     script = project.script(max_age=0)
     graph = project.graph(max_age=0)
@@ -262,6 +274,9 @@ def run(
         for index, item in enumerate(raw, start=1):
             if index > 1:
                 watch.check(context, index - 1, len(raw))
+            reason = should_stop() if should_stop is not None else None
+            if reason is not None:
+                raise Stopped(f"stopped before step {index}/{len(raw)}: {reason}")
             state.step_started(f"Running {item}")
             yield item
         if raw:

@@ -226,6 +226,9 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    # Who runs the job now: "supervisor <host> <pid> <token>" or "worker <host> <pid> ...";
+    # every write to a running job checks it (admin.jobs.queue).
+    owner: Mapped[str | None] = mapped_column(String(128))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested_by: Mapped[str | None] = mapped_column(String(64))
