@@ -67,6 +67,7 @@ class Watchman:
             self.heads_after[step] = heads
 
     def _watch(self) -> None:
+        self.out.send(Message("beat", level="debug"), now=True)
         while not self._stop.wait(BEAT_EVERY):
             if self.reason is None:
                 self.out.send(Message("beat", level="debug"), now=True)

@@ -111,6 +111,7 @@ class Supervisor:
         self._backend_pid: int | None = None
         self._result: dict[str, Any] | None = None
         self._heard = time.monotonic()
+        self._heard_any = False
         self._heads_after: dict[int, str] = {}
         self._steps_done = 0
         self._steps_stored = 0
@@ -249,7 +250,11 @@ class Supervisor:
         every second, from a thread of its own); a worker silent for a whole lease is
         frozen or stuck: it is stopped. Another owner now: the worker is stopped too."""
         silent = now - self._heard
-        if proc.poll() is None and silent > self.rt.settings.job_lease:
+        # Before its first word the worker is starting (imports on a busy machine).
+        limit = (
+            self.rt.settings.job_lease if self._heard_any else max(self.rt.settings.job_lease, 60.0)
+        )
+        if proc.poll() is None and silent > limit:
             self.cancel_soon(
                 f"the worker sent nothing for {silent:.0f}s (frozen or stuck): stopping it"
             )
@@ -270,6 +275,7 @@ class Supervisor:
                 lines.append(queue.NewLine(raw.rstrip("\n"), level, stream))
                 continue
             self._heard = time.monotonic()
+            self._heard_any = True
             message = decode(raw)
             self._absorb(message, changes)
             line = log_line(message)
