@@ -14,6 +14,7 @@ from admin import jobs, migrations
 from admin.cli import target
 from admin.cli.base import Commands, cli_actor, runtime
 from admin.config import Settings
+from admin.jobs import queue as job_queue
 from admin.migrations import Direction
 from admin.store.models import Job, JobKind, JobStatus
 
@@ -126,6 +127,10 @@ def outcome(job: Job) -> int:
 def _run_plan(
     settings: Settings, direction: Direction, target_revision: str, *, verbose: bool = False
 ) -> int:
+    migrations.check_target(target_revision)
+    with runtime(settings) as rt:
+        # Another job on the target is named at once (its plan would only look changed).
+        job_queue.check_free(rt)
     plan = plan_for(settings, direction, target_revision)
     if plan.is_empty:
         print(

@@ -115,13 +115,19 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
     settings = rt.settings
     plan: migrations.Plan | None = None
     current: tuple[str, ...] = ()
+    key = migrations.target_key(settings.database_url)
+    # A busy target is refused first: before the revision files are read, and before a
+    # plan made while the other job moves the database could pass for a changed one.
+    try:
+        check_free(rt)
+    except Conflict as busy:
+        _refuse(rt, request, actor, busy)
     try:
         if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP:
             plan, current = _plan(rt, request)
     except AdminError as error:
         _refuse(rt, request, actor, error)
 
-    key = migrations.target_key(settings.database_url)
     try:
         with rt.transaction() as session:
             job = Job(
@@ -171,6 +177,18 @@ def _busy(rt: Runtime, key: str) -> Conflict:
         )
     if running is None:
         return Conflict("another job was just started on this database: try again")
+    return _busy_error(running)
+
+
+def check_free(rt: Runtime) -> None:
+    """Conflict naming the job that is active on this target, if one is."""
+    with rt.reads() as session:
+        running = active(session, migrations.target_key(rt.settings.database_url))
+    if running is not None:
+        raise _busy_error(running)
+
+
+def _busy_error(running: Job) -> Conflict:
     return Conflict(
         f"job {running.id} ({running.kind} to {running.target_revision or '-'}, started by "
         f"{running.requested_by} via {running.source}) is {running.status} on this database: "
