@@ -378,7 +378,7 @@ def _wait_for_active_job(rt: Runtime) -> Job | None:
 
     A job whose worker is gone is recovered, as a server's runner would.
     """
-    key = migrations.target_key(rt.settings.database_url)
+    key = migrations.identity_key(rt.settings.database_url)
     runner = Runner(rt)  # supervises nothing here: only its recovery is used
     recover_every = max(1.0, rt.settings.job_lease / 2)
     last_recovery = last_note = time.monotonic()

@@ -27,6 +27,7 @@ from admin.cli import users as users_cli
 from admin.cli.base import Commands, Handler, cli_actor, runtime
 from admin.config import Settings, load_settings
 from admin.errors import AdminError
+from admin.migrations.database import configure as configure_connections
 
 REGISTRARS: list[Callable[[Commands], None]] = [
     serve_cli.register,
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = load_settings()
+        configure_connections(settings)
         return handler(args, settings)
     except AdminError as exc:
         if settings is not None:

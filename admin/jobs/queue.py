@@ -120,7 +120,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
     except AdminError as error:
         _refuse(rt, request, actor, error)
 
-    key = migrations.target_key(settings.database_url)
+    key = migrations.identity_key(settings.database_url)
     try:
         with rt.transaction() as session:
             job = Job(

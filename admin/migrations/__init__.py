@@ -6,21 +6,27 @@
 - ``make_plan(project, direction, target, current)`` gives the ordered steps of a run;
 - ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step;
 - ``run(project, connection, command, target, on_event=...)`` runs it online;
-- ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart.
+- ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart;
+- ``configure(settings)`` sets how this process connects to targets (timeouts, keepalives);
+  ``target_identity(url)`` says which database a URL reaches, as its server tells it.
 """
 
 from __future__ import annotations
 
 from admin.migrations.autogen import check_message, create_revision
 from admin.migrations.database import (
+    ConnectOptions,
     TargetMissing,
+    configure,
     create_database,
     database_exists,
     database_name,
     dispose_engines,
     engine_for,
+    identity_key,
     masked,
     new_engine,
+    target_identity,
     target_key,
 )
 from admin.migrations.lock import LockHeld, describe_owner, migration_lock
@@ -34,11 +40,13 @@ from admin.migrations.project import (
     UnknownRevision,
     open_project,
 )
+from admin.migrations.reads import TargetBusy, TargetLocked
 from admin.migrations.sql import SqlScript, StepSql, render, render_range
 from admin.migrations.status import State, Status, current_heads, read_current, read_status
 
 __all__ = [
     "Command",
+    "ConnectOptions",
     "Direction",
     "EngineEvent",
     "EventKind",
@@ -54,10 +62,13 @@ __all__ = [
     "Status",
     "Step",
     "StepSql",
+    "TargetBusy",
+    "TargetLocked",
     "TargetMissing",
     "UnknownRevision",
     "check_message",
     "check_target",
+    "configure",
     "create_database",
     "create_revision",
     "current_heads",
@@ -66,6 +77,7 @@ __all__ = [
     "describe_owner",
     "dispose_engines",
     "engine_for",
+    "identity_key",
     "make_plan",
     "masked",
     "migration_lock",
@@ -76,5 +88,6 @@ __all__ = [
     "render",
     "render_range",
     "run",
+    "target_identity",
     "target_key",
 ]

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin.errors import Conflict, Unavailable, describe
+from admin.migrations import database as databases
 
 # The advisory lock key (per database); plain `alembic` runs through env.py take it too.
 LOCK_KEY = 0x41504558_4D494752  # "APEXMIGR"
@@ -62,13 +63,8 @@ def _holder(connection: Connection) -> str:
 
 @contextmanager
 def _postgresql_lock(url: str, wait: float, owner: str) -> Iterator[None]:
-    engine = create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=1,
-        max_overflow=0,
-        connect_args={"application_name": owner},
-    )
+    # The target's connect timeout and keepalives: a dead link is noticed, not waited on.
+    engine = databases.new_engine(url, application_name=owner, autocommit=True)
     try:
         try:
             connection = engine.connect()
@@ -104,7 +100,9 @@ def _acquire(connection: Connection, url: str, wait: float) -> None:
 
 @contextmanager
 def _sqlite_lock(database: str, wait: float, owner: str) -> Iterator[None]:
-    path = Path(database + ".migrate-lock")
+    # Beside the file's real path: every spelling of one database (a symlink, a relative
+    # path) takes the same lock.
+    path = Path(os.path.realpath(Path(database).expanduser()) + ".migrate-lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + wait

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from admin.backups import actions, files, records, retention
-from admin.errors import InvalidInput
+from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner
-from admin.migrations import target_key
+from admin.migrations import identity_key, target_key
 from admin.runtime import Runtime
 from admin.store.models import Backup, BackupStatus, Job, Role
 from admin.web import principal as principals
@@ -74,9 +74,12 @@ def _permissions(request: Request, runtime: Runtime) -> dict[str, bool]:
 
 def _active(runtime: Runtime) -> tuple[set[int], Job | None]:
     """Ids of active jobs, and the active job on this target (if any)."""
-    key = target_key(runtime.settings.database_url)
     with runtime.reads() as session:
         jobs = records.active_jobs(session)
+    try:
+        key = identity_key(runtime.settings.database_url)  # jobs are keyed by identity
+    except AdminError:
+        return {job.id for job in jobs}, None  # the target cannot say: no notice
     return {job.id for job in jobs}, next((j for j in jobs if j.target_key == key), None)
 
 
