@@ -58,6 +58,10 @@ class TcpProxy:
         """Refuse new connections and drop every open one (a server that went away)."""
         self._stopped.set()
         if self._listener is not None:
+            # shutdown() wakes the accept() blocked in another thread; close() alone would
+            # leave the port listening (and connections queued, unanswered) until it returns.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 self._listener.close()
             self._listener = None
@@ -108,5 +112,5 @@ class TcpProxy:
                         sink.shutdown(socket.SHUT_WR)
                     return
                 sink.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: select on a socket closed by down()
                 return
