@@ -45,6 +45,8 @@ class BackupView:
     state: str  # running | verified | failed | deleted | interrupted
     size: str
     job_active: bool
+    # A verify or a restore found the file different from the one taken (state failed).
+    file_changed: bool = False
 
     @classmethod
     def of(cls, backup: Backup, active_job_ids: set[int]) -> BackupView:
@@ -53,7 +55,7 @@ class BackupView:
         if state == BackupStatus.RUNNING.value and not job_active:
             state = "interrupted"  # its job ended without finishing it (cleaned at start-up)
         size = files.human_size(backup.size_bytes) if backup.size_bytes is not None else ""
-        return cls(backup, state, size, job_active)
+        return cls(backup, state, size, job_active, records.file_changed(backup))
 
 
 def _role(request: Request) -> Role | None:
