@@ -1,7 +1,7 @@
 """A small TCP proxy for fault tests: between the panel (or a worker) and PostgreSQL.
 
-    proxy = TcpProxy("127.0.0.1", 5432).start()
-    url = make_url(pg_url).set(port=proxy.port)   # a connection through the proxy
+    proxy = TcpProxy("127.0.0.1", 5432).start()   # or the ``tcp_proxy`` fixture
+    url = proxy.url(pg_url)   # the same database, through the proxy
     proxy.black_hole()   # stop forwarding, close nothing: packets "dropped", no reset
     proxy.heal()         # forward again (what was held back flows on, like TCP after a
                          # partition heals)
@@ -19,6 +19,8 @@ import select
 import socket
 import threading
 from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
 
 
 @dataclass
@@ -47,6 +49,11 @@ class TcpProxy:
         self._stopped.clear()
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` (on the proxied server) reached through this proxy instead."""
+        through = make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return through.render_as_string(hide_password=False)
 
     def black_hole(self) -> None:
         self._forwarding.clear()

@@ -43,14 +43,6 @@ def _execute(url: str, *statements: str) -> None:
 
 
 @pytest.fixture
-def proxy(pg_server_url: str) -> Iterator[TcpProxy]:
-    parsed = make_url(pg_server_url)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture
 def runtimes(make_settings: Callable[..., Settings]) -> Iterator[Callable[[str], Runtime]]:
     """Runtimes that share one store, each with its own spelling of the target."""
     opened: list[Runtime] = []
@@ -103,10 +95,10 @@ def test_a_role_without_superuser_reads_the_identity(pg_url: str, pg_server_url:
 
 @pytest.mark.postgres
 def test_two_spellings_of_one_database_share_one_active_job_slot(
-    pg_url: str, proxy: TcpProxy, runtimes: Callable[[str], Runtime]
+    pg_url: str, tcp_proxy: TcpProxy, runtimes: Callable[[str], Runtime]
 ) -> None:
     direct = _spelled(pg_url, host="127.0.0.1")
-    spellings = [_spelled(pg_url, host="localhost"), _spelled(pg_url, port=proxy.port)]
+    spellings = [_spelled(pg_url, host="localhost"), tcp_proxy.url(pg_url)]
     first = runtimes(direct)
     job = queue.submit(first, JobRequest(JobKind.BACKUP, options={"reason": "manual"}), ALICE)
     for url in spellings:

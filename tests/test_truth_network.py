@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ import httpx
 import pytest
 from helpers import LiveServer
 from projects import Rev, write_project
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from tcp_proxy import TcpProxy
+from truth_support import at_first_revision, in_thread
 
 from admin import migrations
 
@@ -30,36 +29,16 @@ pytestmark = [pytest.mark.postgres]
 PROJECT = [Rev("aaa111", None, "create a", "op.create_table('a', sa.Column('id', sa.Integer))")]
 
 
-def _at_first_revision(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-            )
-            connection.execute(text("INSERT INTO alembic_version VALUES ('aaa111')"))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def target(pg_databases: Any) -> str:
     url: str = pg_databases.create("net")
-    _at_first_revision(url)
+    at_first_revision(url)
     return url
 
 
 @pytest.fixture(scope="module")
 def project_ini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_project(tmp_path_factory.mktemp("net") / "project", PROJECT)
-
-
-@pytest.fixture
-def proxy(target: str) -> Iterator[TcpProxy]:
-    parsed = make_url(target)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture
@@ -75,10 +54,6 @@ def options() -> Iterator[migrations.ConnectOptions]:
     migrations.configure(chosen)
     yield chosen
     migrations.configure(migrations.ConnectOptions())
-
-
-def _through(url: str, proxy: TcpProxy) -> str:
-    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
 
 
 def _tcp_options(dbapi_connection: Any) -> dict[str, int]:
@@ -115,43 +90,34 @@ def test_every_target_connection_carries_the_tcp_options(
         assert tuple(limits) == ("1s", "1s")
 
 
-def _in_thread(call: Any, *args: Any) -> Any:
-    result: list[Any] = []
-    worker = threading.Thread(target=lambda: result.append(call(*args)), daemon=True)
-    worker.start()
-    worker.join(30)
-    assert not worker.is_alive(), "the read still waits on the black-holed link"
-    return result[0]
-
-
 def test_a_black_holed_target_is_one_line_not_a_hang(
-    target: str, project_ini: Path, proxy: TcpProxy, options: migrations.ConnectOptions
+    target: str, project_ini: Path, tcp_proxy: TcpProxy, options: migrations.ConnectOptions
 ) -> None:
     project = migrations.open_project(project_ini)
-    url = _through(target, proxy)
+    url = tcp_proxy.url(target)
     assert migrations.read_status(project, url).current == ("aaa111",)  # a pooled connection
-    proxy.black_hole()
+    tcp_proxy.black_hole()
     # The pooled connection's read gets no answer: cut off by the watchdog.
-    pooled = _in_thread(migrations.read_status, project, url)
+    pooled = in_thread(migrations.read_status, project, url)
     assert pooled.state is migrations.State.UNREACHABLE and not pooled.blocked
     assert "did not answer within 2s" in pooled.message
     assert "\n" not in pooled.message
     # A new connection: TARGET_CONNECT_TIMEOUT (the server never answers the start-up).
-    fresh = _in_thread(migrations.read_status, project, url)
+    fresh = in_thread(migrations.read_status, project, url)
     assert fresh.state is migrations.State.UNREACHABLE
     assert "cannot reach the target" in fresh.message and "timeout expired" in fresh.message
     assert "\n" not in fresh.message
-    proxy.heal()
+    tcp_proxy.heal()
     assert migrations.read_status(project, url).current == ("aaa111",)
 
 
 def test_the_panel_answers_when_its_target_is_black_holed(
-    target: str, project_ini: Path, proxy: TcpProxy, tmp_path: Path
+    target: str, project_ini: Path, tcp_proxy: TcpProxy, tmp_path: Path
 ) -> None:
     server = LiveServer(
         tmp_path / "server",
         env_overrides={
-            "DATABASE_URL": _through(target, proxy),
+            "DATABASE_URL": tcp_proxy.url(target),
             "ALEMBIC_CONFIG": str(project_ini),
             "TARGET_READ_TIMEOUT": "1",
             "TARGET_CONNECT_TIMEOUT": "2",
@@ -160,7 +126,7 @@ def test_the_panel_answers_when_its_target_is_black_holed(
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             assert client.get("/readyz").json()["target"] == "up-to-date"
-            proxy.black_hole()
+            tcp_proxy.black_hole()
             ready = client.get("/readyz")
             assert ready.status_code == 503
             reason = ready.json()["reason"]

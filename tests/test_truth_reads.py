@@ -18,15 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import TEST_SECRET_KEY, LiveServer
+from helpers import LiveServer
 from projects import Rev, write_project
 from sqlalchemy import Connection, create_engine, text
+from truth_support import at_first_revision, bearer, in_thread
 
-from admin import audit, migrations
-from admin.auth import tokens
-from admin.config import Settings
-from admin.runtime import Runtime
-from admin.store.models import Source
+from admin import migrations
 
 pytestmark = [pytest.mark.postgres]
 
@@ -36,19 +33,6 @@ PROJECT = [
 ]
 LOCKER = "apex truth locker"
 CONCURRENT = 50
-
-
-def _at_first_revision(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            connection.execute(
-                text("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-            )
-            connection.execute(text("INSERT INTO alembic_version VALUES ('aaa111')"))
-    finally:
-        engine.dispose()
 
 
 class Locker:
@@ -72,7 +56,7 @@ class Locker:
 @pytest.fixture(scope="module")
 def target(pg_databases: Any) -> str:
     url: str = pg_databases.create("reads")
-    _at_first_revision(url)
+    at_first_revision(url)
     return url
 
 
@@ -97,21 +81,11 @@ def short_reads() -> Iterator[None]:
     migrations.configure(migrations.ConnectOptions())
 
 
-def _in_thread(call: Any, *args: Any) -> Any:
-    """Run ``call`` in a thread and give its result, or fail if it is still blocked."""
-    result: list[Any] = []
-    worker = threading.Thread(target=lambda: result.append(call(*args)), daemon=True)
-    worker.start()
-    worker.join(30)
-    assert not worker.is_alive(), "the read is still blocked by the lock"
-    return result[0]
-
-
 def test_status_names_the_lock_holder_while_it_holds(
     target: str, project_ini: Path, locked: Locker, short_reads: None
 ) -> None:
     project = migrations.open_project(project_ini)
-    status = _in_thread(migrations.read_status, project, target)
+    status = in_thread(migrations.read_status, project, target)
     assert status.state is migrations.State.UNREACHABLE
     assert status.blocked
     message = status.message
@@ -120,7 +94,7 @@ def test_status_names_the_lock_holder_while_it_holds(
     assert LOCKER in message and "since " in message and "TARGET_READ_TIMEOUT" in message
     assert "\n" not in message
     # A submission's read of the target says the same, as a 503.
-    refused = _in_thread(_raising, migrations.read_current, project, target)
+    refused = in_thread(_raising, migrations.read_current, project, target)
     assert isinstance(refused, migrations.TargetLocked)
     assert refused.status == 503 and f"pid {locked.pid}" in str(refused)
     # Once released, the same pool reads at once again.
@@ -161,30 +135,6 @@ def test_cli_status_answers_with_one_line(
     assert f"locked by pid {locked.pid}" in lines[0] and "LOCK TABLE" in lines[0]
 
 
-def _bearer(server: LiveServer, username: str) -> str:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        admin_database_url=server.store_url,
-        database_url="sqlite://",
-        secret_key=TEST_SECRET_KEY,
-        var_dir=server.root / "var",
-    )
-    runtime = Runtime.open(settings)
-    try:
-        with runtime.transaction() as session:
-            created = tokens.create(
-                session,
-                settings,
-                audit.Actor("tests", None, Source.CLI),
-                name="reads",
-                username=username,
-            )
-            return created.secret
-    finally:
-        runtime.close()
-        migrations.configure(migrations.ConnectOptions())
-
-
 @pytest.fixture(scope="module")
 def reads_server(
     tmp_path_factory: pytest.TempPathFactory, target: str, project_ini: Path
@@ -199,7 +149,7 @@ def reads_server(
         },
     ).start()
     server.add_user("reads-operator", "operator")
-    yield server, _bearer(server, "reads-operator")
+    yield server, bearer(server, "reads-operator")
     server.stop()
 
 

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,6 @@ from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def proxy(pg_server_url: str) -> Iterator[TcpProxy]:
-    parsed = make_url(pg_server_url)
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
-    yield proxy
-    proxy.close()
-
-
-def _through(url: str, proxy: TcpProxy) -> str:
-    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
 
 
 def _serve(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,9 +48,9 @@ def _serve(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_pages_and_api_answer_503_naming_the_store(
-    pg_databases: Any, proxy: TcpProxy, tmp_path: Path
+    pg_databases: Any, tcp_proxy: TcpProxy, tmp_path: Path
 ) -> None:
-    store = _through(pg_databases.create("store"), proxy)
+    store = tcp_proxy.url(pg_databases.create("store"))
     shown = make_url(store).render_as_string(hide_password=True)
     server = LiveServer(tmp_path / "server", env_overrides={"ADMIN_DATABASE_URL": store}).start()
     try:
@@ -71,7 +58,7 @@ def test_pages_and_api_answer_503_naming_the_store(
         with httpx.Client(base_url=server.url, timeout=30) as browser:
             assert login(browser, "store-viewer", PASSWORD).status_code == 303
             assert browser.get("/api/v1/me").status_code == 200
-            proxy.down()
+            tcp_proxy.down()
             api = browser.get("/api/v1/me")
             assert api.status_code == 503, api.text
             assert api.json()["title"] == "Store unavailable"
@@ -84,17 +71,17 @@ def test_pages_and_api_answer_503_naming_the_store(
                 server.url + "/login", data={"username": "x", "password": "y"}, timeout=30
             )
             assert signing_in.status_code == 503
-            proxy.up()
+            tcp_proxy.up()
             assert browser.get("/api/v1/me").status_code == 200
     finally:
         server.stop()
 
 
 def test_serve_waits_for_the_store_to_come_up(
-    pg_databases: Any, proxy: TcpProxy, tmp_path: Path
+    pg_databases: Any, tcp_proxy: TcpProxy, tmp_path: Path
 ) -> None:
-    store = _through(pg_databases.create("late"), proxy)
-    proxy.down()
+    store = tcp_proxy.url(pg_databases.create("late"))
+    tcp_proxy.down()
     server = LiveServer(
         tmp_path / "server",
         env_overrides={"ADMIN_DATABASE_URL": store, "WAIT_TIMEOUT": "30", "LOG_LEVEL": "INFO"},
@@ -108,7 +95,7 @@ def test_serve_waits_for_the_store_to_come_up(
                 waited.set()
                 break
             time.sleep(0.05)
-        proxy.up()
+        tcp_proxy.up()
 
     threading.Thread(target=up_once_waited_for, daemon=True).start()
     server.start(timeout=40)
