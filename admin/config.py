@@ -141,7 +141,40 @@ class Settings(BaseSettings):
         description="Seconds a run waits for the migration advisory lock before failing.",
     )
     wait_timeout: float = Field(
-        60.0, gt=0, description="Seconds the entrypoint waits for the databases to answer."
+        60.0,
+        gt=0,
+        description="Seconds the entrypoint and `serve` wait for the databases to answer.",
+    )
+
+    # Connections to the target (the panel's, the CLI's and the workers').
+    target_connect_timeout: int = Field(
+        5, ge=1, le=600, description="Seconds to establish a connection to the target."
+    )
+    target_keepalives_idle: int = Field(
+        10, ge=1, le=7200, description="Seconds of silence before the first TCP keepalive probe."
+    )
+    target_keepalives_interval: int = Field(
+        5, ge=1, le=600, description="Seconds between unanswered TCP keepalive probes."
+    )
+    target_keepalives_count: int = Field(
+        3, ge=1, le=100, description="Unanswered keepalive probes after which the link is dead."
+    )
+    target_tcp_user_timeout: int = Field(
+        30,
+        ge=0,
+        le=7200,
+        description="Seconds sent data may stay unacknowledged before the link counts as dead "
+        "(0 = the OS default).",
+    )
+    target_read_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds a read of the target for a page, status, metrics or readiness may "
+        "wait for a lock, a statement or a free connection.",
+    )
+    target_read_pool: int = Field(
+        4, ge=1, le=100, description="Connections for those reads, per process and target."
     )
 
     # Jobs.

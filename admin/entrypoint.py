@@ -46,6 +46,7 @@ from admin.jobs import JobRequest, Runner, queue, run_in_foreground
 from admin.jobs.worker import EXIT_LOCKED
 from admin.migrations.database import is_postgresql, sqlite_path
 from admin.runtime import Runtime
+from admin.store.db import missing_store
 from admin.store.models import Job, JobKind, JobStatus, Source, utcnow
 
 log = logging.getLogger("admin.entrypoint")
@@ -242,10 +243,7 @@ def prepare(settings: Settings, *, serving: bool = True) -> Start:
         # A SQLite store is the panel's own file: created as it is opened.
         if not store_exists and is_postgresql(settings.admin_database_url):
             if not settings.init_db:
-                raise Unavailable(
-                    f"the store database {settings.store_url_masked} does not exist: create "
-                    "it, or set INIT_DB=true to have the entrypoint create it"
-                )
+                raise Unavailable(missing_store(settings.admin_database_url))
             _create(settings.admin_database_url, "store", start.created)
         rt = Runtime.open(settings)
         try:
@@ -378,7 +376,7 @@ def _wait_for_active_job(rt: Runtime) -> Job | None:
 
     A job whose worker is gone is recovered, as a server's runner would.
     """
-    key = migrations.target_key(rt.settings.database_url)
+    key = migrations.identity_key(rt.settings.database_url)
     runner = Runner(rt)  # supervises nothing here: only its recovery is used
     recover_every = max(1.0, rt.settings.job_lease / 2)
     last_recovery = last_note = time.monotonic()

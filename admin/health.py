@@ -1,8 +1,8 @@
 """Readiness: may this process take traffic? (Liveness is /healthz: no database touched.)
 
 Ready when the store answers and its schema is the one this version expects, and the
-target answers. A target that is behind, or a panel started degraded, is still ready: the
-panel is the tool to fix it; the answer says so.
+target answers. A target that is behind, whose version table is locked, or a panel started
+degraded, is still ready: the panel is the tool to fix it; the answer says so.
 """
 
 from __future__ import annotations
@@ -62,7 +62,12 @@ def check(runtime: Runtime) -> Readiness:
         "target": status.state.value,
         "pending": len(status.pending),
     }
-    if not status.reachable:
+    if status.blocked:
+        # The server answered; a lock on the version table (a restore, VACUUM FULL) must not
+        # take every replica out of service at once.
+        checks["target"] = "blocked"
+        checks["target_message"] = status.message
+    elif not status.reachable:
         return Readiness(False, status.message, checks)
     degraded = degraded_now(settings, status.state)
     checks["degraded"] = asdict(degraded) if degraded else None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import audit
+from admin import audit, migrations
 from admin.config import Settings
 from admin.store import schema
 from admin.store.db import make_session_factory, make_store_engine, transaction
@@ -26,6 +26,8 @@ class Runtime:
     reads: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
+        # How every target connection of this process is made (TARGET_* settings).
+        migrations.configure(self.settings)
         self.sessions = make_session_factory(self.store_engine)
         if self.store_engine.dialect.name == "sqlite":
             url = self.store_engine.url.render_as_string(hide_password=False)

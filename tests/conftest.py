@@ -101,6 +101,18 @@ def pg_url(pg_databases: PgDatabases) -> str:
 
 
 @pytest.fixture
+def tcp_proxy(pg_server_url: str) -> Iterator[Any]:
+    """A TCP proxy to the test PostgreSQL server that a test can black-hole or take down
+    (``tests/tcp_proxy.py``); ``tcp_proxy.url(pg_url)`` reaches a database through it."""
+    from tcp_proxy import TcpProxy
+
+    parsed = make_url(pg_server_url)
+    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> Callable[[str], str]:
     def make(name: str = "db") -> str:
         return f"sqlite:///{tmp_path / (name + '.sqlite3')}"

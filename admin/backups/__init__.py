@@ -19,6 +19,7 @@ from admin.backups.errors import (
     BackupCancelled,
     BackupError,
     BackupFailed,
+    ChecksumMismatch,
     RestoreFailed,
     ToolMissing,
     VerificationFailed,
@@ -48,6 +49,7 @@ __all__ = [
     "BackupFailed",
     "BackupFile",
     "BackupFormat",
+    "ChecksumMismatch",
     "RestoreFailed",
     "RestoreMode",
     "RestoreResult",
@@ -229,9 +231,10 @@ def restore(
 def _check_sha256(path: Path, expected: str | None) -> str:
     actual = files.sha256_of(path)
     if expected is not None and actual != expected.strip().lower():
-        raise VerificationFailed(
+        raise ChecksumMismatch(
             f"{path.name} has changed since it was taken: its sha256 is {actual[:16]}…, "
-            f"the backup recorded {expected[:16]}…"
+            f"the backup recorded {expected[:16]}…",
+            found=actual,
         )
     return actual
 

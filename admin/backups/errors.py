@@ -29,6 +29,14 @@ class VerificationFailed(BackupError):
     title = "Backup verification failed"
 
 
+class ChecksumMismatch(VerificationFailed):
+    """The file is not the one that was taken: its sha256 differs from the recorded one."""
+
+    def __init__(self, message: str, *, found: str) -> None:
+        super().__init__(message)
+        self.found = found
+
+
 class RestoreFailed(BackupError):
     """A restore failed; the database restored into was left as it was (or dropped)."""
 

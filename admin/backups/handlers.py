@@ -180,6 +180,7 @@ def _record_failure(
         job_id=ctx.job.id,
         taken=taken,
         file_removed=removed,
+        found_sha256=exc.found if isinstance(exc, backups.ChecksumMismatch) else None,
     )
     if not cancelled:
         ctx.out.log(f"backup {backup_id} is marked failed: it never counts", "warning")
@@ -236,13 +237,22 @@ def run_verify(ctx: Context) -> int:
             )
         except backups.VerificationFailed as exc:
             if not stop():  # a cancelled check is no verdict on the file
-                records.failed(ctx.runtime, backup.id, str(exc), actor, job_id=ctx.job.id)
-                out.log(f"backup {backup.id} is marked failed: it no longer counts", "error")
+                _mark_failed(ctx, backup.id, exc)
             raise
     records.verified(ctx.runtime, backup.id, check, actor, job_id=ctx.job.id)
     out.log(f"backup {backup.id} verified again in {check.duration_ms / 1000:.1f}s")
     out.result("succeeded", backup_id=backup.id)
     return SUCCEEDED
+
+
+def _mark_failed(ctx: Context, backup_id: int, exc: backups.VerificationFailed) -> None:
+    """A check of a recorded backup failed: it no longer counts (a changed file says so)."""
+    found = exc.found if isinstance(exc, backups.ChecksumMismatch) else None
+    records.failed(
+        ctx.runtime, backup_id, str(exc), requester(ctx.job), job_id=ctx.job.id, found_sha256=found
+    )
+    why = "its file no longer matches its checksum" if found else "it no longer counts"
+    ctx.out.log(f"backup {backup_id} is marked failed: {why}", "error")
 
 
 def restored_url(settings: Settings, result: RestoreResult) -> str:
@@ -292,6 +302,11 @@ def run_restore(ctx: Context) -> int:
                 lock_timeout=settings.backup_lock_wait_timeout,
             )
         after = _revision_or_none(ctx, restored_url(settings, result))
+    except backups.ChecksumMismatch as exc:
+        # Caught before anything was restored: the backup must not stay listed verified.
+        _mark_failed(ctx, backup.id, exc)
+        _restore_finished(ctx, backup, mode, result, before, after, actor, error=str(exc))
+        raise
     except BaseException as exc:
         error = str(exc) if isinstance(exc, Exception) else "cancelled on request"
         _restore_finished(ctx, backup, mode, result, before, after, actor, error=error)

@@ -186,6 +186,7 @@ def verified(
         _facts(backup, taken)
         backup.status = BackupStatus.VERIFIED.value
         backup.error = None
+        backup.found_sha256 = None
         backup.verify_ms = check.duration_ms
         backup.verified_at = utcnow()
         backup.server_version = backup.server_version or check.server_version
@@ -217,8 +218,12 @@ def failed(
     job_id: int | None,
     taken: BackupFile | None = None,
     file_removed: bool = False,
+    found_sha256: str | None = None,
 ) -> None:
-    """The backup is not usable: status failed (it never counts for the gate again)."""
+    """The backup is not usable: status failed (it never counts for the gate again).
+
+    ``found_sha256``: the file no longer matches its checksum (listed as such everywhere).
+    """
     with rt.transaction() as session:
         backup = get(session, backup_id)
         _facts(backup, taken)
@@ -226,6 +231,8 @@ def failed(
             backup.file_name = None
         backup.status = BackupStatus.FAILED.value
         backup.error = error[:4000]
+        if found_sha256 is not None:
+            backup.found_sha256 = found_sha256
         audit.record(
             session,
             audit.BackupFailed(
@@ -269,6 +276,11 @@ def mark_deleted(
         actor,
         revision=backup.revision,
     )
+
+
+def file_changed(backup: Backup) -> bool:
+    """A check found the backup's file different from the one that was taken."""
+    return backup.found_sha256 is not None and backup.found_sha256 != backup.sha256
 
 
 def ids(backups: Sequence[Backup]) -> list[int]:

@@ -15,6 +15,7 @@ from admin import __version__
 from admin.cli.base import Commands, Handler, cli_actor, runtime
 from admin.config import Settings, load_settings
 from admin.errors import AdminError
+from admin.migrations.database import configure as configure_connections
 
 # Each command's module, imported only when that command runs (or for --help): a read
 # command such as `status` then loads the engine, not the web stack or the store.
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = load_settings()
+        configure_connections(settings)
         return handler(args, settings)
     except AdminError as exc:
         if settings is not None:

@@ -138,7 +138,7 @@ def list_backups(args: argparse.Namespace, settings: Settings) -> int:
                 [
                     str(b.id),
                     b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    b.status,
+                    "failed (checksum mismatch)" if records.file_changed(b) else b.status,
                     files.human_size(b.size_bytes) if b.size_bytes is not None else "-",
                     b.revision or "-",
                     b.format,

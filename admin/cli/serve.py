@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from admin import logs
+from admin import audit, logs
 from admin.cli.base import Commands
 from admin.config import Settings
+from admin.errors import Unavailable
+from admin.migrations.database import is_postgresql
+from admin.runtime import Runtime
+from admin.store.db import missing_store
+from admin.store.models import Source
 
 
 def register(commands: Commands) -> None:
     parser = commands.add_parser(
         "serve",
         help="run the web panel",
-        description="Serve the panel (HOST and PORT by default). The store's schema is "
-        "upgraded at start; on a store with no users a first admin is created and its "
-        "one-time password printed.",
+        description="Serve the panel (HOST and PORT by default). Waits up to WAIT_TIMEOUT "
+        "for the store's server to answer; the store's schema is upgraded at start; on a "
+        "store with no users a first admin is created and its one-time password printed.",
     )
     parser.add_argument("--host", help="address to listen on (default: HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT)")
@@ -31,6 +36,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     logs.configure(settings)
+    prepare_store(settings)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(
         f"APEX Schema Admin on http://{shown}:{port}/  "
@@ -48,3 +54,23 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
     )
     return 0
+
+
+def prepare_store(settings: Settings) -> None:
+    """Wait for the store like the entrypoint (WAIT_TIMEOUT), then bring its schema up to date.
+
+    Every way this fails is an AdminError: one line and exit 1, before the server starts
+    (the server's own start would log a traceback instead).
+    """
+    from admin import entrypoint
+
+    url = settings.admin_database_url
+    exists = entrypoint.wait_for_database(url, "store", entrypoint.Deadline(settings.wait_timeout))
+    # A SQLite store is the panel's own file: created as it is opened.
+    if not exists and is_postgresql(url):
+        raise Unavailable(missing_store(url))
+    rt = Runtime.open(settings)
+    try:
+        rt.upgrade_store(audit.Actor("system", None, Source.WEB))
+    finally:
+        rt.close()

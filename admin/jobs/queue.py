@@ -115,7 +115,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
     settings = rt.settings
     plan: migrations.Plan | None = None
     current: tuple[str, ...] = ()
-    key = migrations.target_key(settings.database_url)
+    key = migrations.identity_key(settings.database_url)
     # A busy target is refused first: before the revision files are read, and before a
     # plan made while the other job moves the database could pass for a changed one.
     try:
@@ -183,7 +183,7 @@ def _busy(rt: Runtime, key: str) -> Conflict:
 def check_free(rt: Runtime) -> None:
     """Conflict naming the job that is active on this target, if one is."""
     with rt.reads() as session:
-        running = active(session, migrations.target_key(rt.settings.database_url))
+        running = active(session, migrations.identity_key(rt.settings.database_url))
     if running is not None:
         raise _busy_error(running)
 

@@ -73,12 +73,21 @@ def _owner_alive(job: Job, lease: timedelta) -> str | None:
     return None
 
 
-def _worker_alive(rt: Runtime, job: Job) -> str | None:
+def _worker_alive(rt: Runtime, job: Job, lease: timedelta) -> str | None:
     if job.worker_pid and job.worker_host == ownership.this_host():
         if pid_alive(job.worker_pid, "admin.jobs.worker"):
             return f"its worker, process {job.worker_pid} here, is alive"
         return None
-    if not job.worker_pid or not is_our_target(rt, job):
+    if not job.worker_pid:
+        return None
+    relation = target_of(rt, job)
+    if relation == "unknown":
+        return "the target cannot be asked which database it is, nor whether its worker is there"
+    if relation == "other":
+        # Another panel's target: only its lease, ten times over, ends it from here.
+        seen = job.heartbeat_at or job.created_at
+        if utcnow() - seen <= lease * 10:
+            return "it runs on another target, whose panel is the one to end it"
         return None
     try:
         if migrations.lock.held_by(rt.settings.database_url, worker_label(job.id)):
@@ -89,14 +98,25 @@ def _worker_alive(rt: Runtime, job: Job) -> str | None:
     return None
 
 
-def is_our_target(rt: Runtime, job: Job) -> bool:
-    return job.target_key == migrations.target_key(rt.settings.database_url)
+def target_of(rt: Runtime, job: Job) -> str:
+    """Whether the job's target is this process's ("ours"), another one ("other"), or
+    cannot be told now ("unknown": the server does not say which database it is)."""
+    try:
+        ours = migrations.identity_key(rt.settings.database_url)
+    except AdminError:
+        return "unknown"
+    return "ours" if job.target_key == ours else "other"
 
 
 def revision_of(rt: Runtime, job: Job) -> tuple[str | None, str | None]:
     """(revision, None) read from the job's target, or (None, why it is unknown)."""
-    if not is_our_target(rt, job):
-        return None, "this panel manages another database than the job's target"
+    relation = target_of(rt, job)
+    if relation != "ours":
+        return None, (
+            "this panel manages another database than the job's target"
+            if relation == "other"
+            else "the target does not answer"
+        )
     try:
         project = migrations.open_project(rt.settings.alembic_config, rt.settings.cache_dir)
         return heads_text(migrations.read_current(project, rt.settings.database_url)[1]), None
@@ -107,7 +127,7 @@ def revision_of(rt: Runtime, job: Job) -> tuple[str | None, str | None]:
 def _why_alive(rt: Runtime, job: Job, lease: timedelta) -> str | None:
     if job.status == JobStatus.QUEUED.value and job.owner is None:
         return None if utcnow() - job.created_at > lease else "it was queued just now"
-    return _owner_alive(job, lease) or _worker_alive(rt, job)
+    return _owner_alive(job, lease) or _worker_alive(rt, job, lease)
 
 
 def recover(rt: Runtime, *, supervised: Callable[[int], bool] = lambda job_id: False) -> list[int]:

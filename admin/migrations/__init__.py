@@ -9,21 +9,27 @@
 - ``render(project, plan, url, dialect)`` gives its offline SQL, whole and per step,
   rendered in a child process (``offline``) and kept per plan;
 - ``run(project, connection, command, target, on_event=...)`` runs it online;
-- ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart.
+- ``migration_lock(url, wait=..., owner=...)`` keeps two runs on one target apart;
+- ``configure(settings)`` sets how this process connects to targets (timeouts, keepalives);
+  ``target_identity(url)`` says which database a URL reaches, as its server tells it.
 """
 
 from __future__ import annotations
 
 from admin.migrations.autogen import check_message, create_revision
 from admin.migrations.database import (
+    ConnectOptions,
     TargetMissing,
+    configure,
     create_database,
     database_exists,
     database_name,
     dispose_engines,
     engine_for,
+    identity_key,
     masked,
     new_engine,
+    target_identity,
     target_key,
 )
 from admin.migrations.lock import LockHeld, describe_owner, migration_lock
@@ -37,6 +43,7 @@ from admin.migrations.project import (
     UnknownRevision,
     open_project,
 )
+from admin.migrations.reads import TargetBusy, TargetLocked
 from admin.migrations.reasons import Cause
 from admin.migrations.sql import (
     SqlScript,
@@ -51,6 +58,7 @@ from admin.migrations.status import State, Status, current_heads, read_current, 
 __all__ = [
     "Cause",
     "Command",
+    "ConnectOptions",
     "Direction",
     "EngineEvent",
     "EventKind",
@@ -67,11 +75,14 @@ __all__ = [
     "Step",
     "Stopped",
     "StepSql",
+    "TargetBusy",
+    "TargetLocked",
     "TargetMissing",
     "UnknownRevision",
     "check_message",
     "check_target",
     "close_renderers",
+    "configure",
     "create_database",
     "create_revision",
     "current_heads",
@@ -80,6 +91,7 @@ __all__ = [
     "describe_owner",
     "dispose_engines",
     "engine_for",
+    "identity_key",
     "make_plan",
     "masked",
     "migration_lock",
@@ -91,5 +103,6 @@ __all__ = [
     "render_many",
     "renderer_for",
     "run",
+    "target_identity",
     "target_key",
 ]

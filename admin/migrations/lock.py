@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from admin.errors import Conflict, Unavailable, describe
+from admin.migrations import database as databases
 
 # The advisory lock key (per database); plain `alembic` runs through env.py take it too.
 LOCK_KEY = 0x41504558_4D494752  # "APEXMIGR"
@@ -63,13 +63,8 @@ def _holder(connection: Connection) -> str:
 
 @contextmanager
 def _postgresql_lock(url: str, wait: float, owner: str) -> Iterator[None]:
-    engine = create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=1,
-        max_overflow=0,
-        connect_args={"application_name": owner},
-    )
+    # The target's connect timeout and keepalives: a dead link is noticed, not waited on.
+    engine = databases.new_engine(url, application_name=owner, autocommit=True)
     try:
         try:
             connection = engine.connect()
@@ -103,9 +98,15 @@ def _acquire(connection: Connection, url: str, wait: float) -> None:
         time.sleep(_POLL)
 
 
+def _sqlite_lock_path(database: str) -> Path:
+    return Path(os.path.realpath(Path(database).expanduser()) + ".migrate-lock")
+
+
 @contextmanager
 def _sqlite_lock(database: str, wait: float, owner: str) -> Iterator[None]:
-    path = Path(database + ".migrate-lock")
+    # Beside the file's real path: every spelling of one database (a symlink, a relative
+    # path) takes the same lock.
+    path = _sqlite_lock_path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + wait
@@ -148,18 +149,14 @@ def migration_lock(url: str, *, wait: float, owner: str) -> Iterator[None]:
         yield
 
 
-def held_by(url: str, label: str, *, connect_timeout: float = 5.0) -> bool:
+def held_by(url: str, label: str) -> bool:
     """Whether a session whose name starts with ``label`` is on the target now (PostgreSQL:
     its application_name in pg_stat_activity, the lock's connection among them; SQLite: the
     migration lock file, held and naming it). Raises Unavailable when the target cannot be
     asked: then nothing can be concluded."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        engine = create_engine(
-            url,
-            poolclass=NullPool,
-            connect_args={"connect_timeout": max(1, int(connect_timeout))},
-        )
+        engine = databases.new_engine(url)
         try:
             with engine.connect() as connection:
                 pattern = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -177,7 +174,7 @@ def held_by(url: str, label: str, *, connect_timeout: float = 5.0) -> bool:
             engine.dispose()
     if not parsed.database or parsed.database == ":memory:":
         return False
-    path = Path(parsed.database + ".migrate-lock")
+    path = _sqlite_lock_path(parsed.database)
     if not path.exists():
         return False
     with open(path, "a+") as handle:

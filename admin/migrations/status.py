@@ -12,10 +12,9 @@ from enum import StrEnum
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
-from sqlalchemy.exc import SQLAlchemyError
 
 from admin.errors import AdminError
-from admin.migrations import database
+from admin.migrations import database, reads
 from admin.migrations.plan import Direction, make_plan
 from admin.migrations.project import MigrationError, Project, Revision
 
@@ -54,6 +53,9 @@ class Status:
     pending: tuple[Revision, ...]
     message: str
     unknown: tuple[str, ...] = ()
+    # Set when the server answered but the read could not finish in time (a lock on the
+    # version table, every read connection busy): the state is then UNREACHABLE.
+    blocked: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -79,18 +81,18 @@ def has_version_table(connection: Connection, version_table: str = "alembic_vers
 
 
 def read_current(project: Project, url: str) -> tuple[bool, tuple[str, ...]]:
-    """(has version table, current heads) of the target; raises a clear error if unreachable."""
-    database.check_exists(url)
+    """(has version table, current heads) of the target; raises a clear error if unreachable,
+    locked or busy (``admin.migrations.reads``: never longer than TARGET_READ_TIMEOUT + 1s)."""
     table = project.version_table
-    try:
-        with database.engine_for(url).connect() as connection:
-            # get_current_heads looks for the table itself: ask again only at base.
-            heads = current_heads(connection, table)
-            if heads:
-                return True, heads
-            return has_version_table(connection, table), ()
-    except SQLAlchemyError as exc:
-        raise database.unreachable(url, exc) from exc
+
+    def read(connection: Connection) -> tuple[bool, tuple[str, ...]]:
+        # get_current_heads looks for the table itself: ask again only at base.
+        heads = current_heads(connection, table)
+        if heads:
+            return True, heads
+        return has_version_table(connection, table), ()
+
+    return reads.run(url, read, table=table)
 
 
 def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
@@ -104,6 +106,7 @@ def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
         current: tuple[str, ...] = (),
         pending: tuple[Revision, ...] = (),
         unknown: tuple[str, ...] = (),
+        blocked: bool = False,
     ) -> Status:
         return Status(
             state=state,
@@ -114,12 +117,15 @@ def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
             pending=pending,
             message=message,
             unknown=unknown,
+            blocked=blocked,
         )
 
     try:
         has_table, current = read_current(project, url)
     except database.TargetMissing as exc:
         return status(State.MISSING, str(exc))
+    except (reads.TargetLocked, reads.TargetBusy) as exc:
+        return status(State.UNREACHABLE, f"{exc}.", blocked=True)
     except AdminError as exc:
         return status(State.UNREACHABLE, f"{exc}. Check DATABASE_URL and that the server is up.")
 

@@ -8,11 +8,65 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from admin.errors import Unavailable, describe
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Seconds to establish a connection to a PostgreSQL store.
+STORE_CONNECT_TIMEOUT = 10
+
+
+class StoreUnavailable(Unavailable, SQLAlchemyError):
+    """The store cannot be connected to: a 503 (one line in the CLI) that names it.
+
+    Also a SQLAlchemyError, so code that already copes with a failing store (readiness,
+    metrics, the runner's threads) keeps doing so; ``orig`` is the driver's own error.
+    """
+
+    title = "Store unavailable"
+
+    def __init__(self, message: str, orig: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.orig = orig
+
+
+def _store_down(engine: Engine) -> None:
+    """Failures to connect to the store become StoreUnavailable, saying what to do."""
+    url = engine.url
+
+    @event.listens_for(engine, "handle_error")
+    def _translate(context: ExceptionContext) -> None:
+        # Only new connections: a pre-ping's failure is the pool's to handle (it reconnects),
+        # and a statement's own error keeps its type for the code that retries it.
+        if context.connection is not None or context.is_pre_ping:
+            return
+        error = context.original_exception
+        raise StoreUnavailable(_store_message(url, error), error)
+
+
+def _store_message(url: URL, error: BaseException) -> str:
+    detail = describe(error)
+    if url.get_backend_name() == "postgresql" and (
+        f'database "{url.database}" does not exist' in detail
+    ):
+        return missing_store(url)
+    return f"the store {url.render_as_string(hide_password=True)} does not answer: {detail}"
+
+
+def missing_store(url: str | URL) -> str:
+    """The one line for a PostgreSQL store whose database does not exist: how to create it."""
+    url = make_url(url)
+    host = f"-h {url.host} -p {url.port or 5432} " if url.host else ""
+    user = f"-U {url.username} " if url.username else ""
+    return (
+        f"the store database {url.database!r} does not exist on "
+        f"{url.render_as_string(hide_password=True)}: create it (createdb {host}{user}"
+        f"{url.database}), or start with `schema-admin entrypoint` and INIT_DB=true"
+    )
 
 
 def ensure_sqlite_parent(url: str) -> None:
@@ -69,11 +123,16 @@ def make_store_engine(url: str, *, reads_only: bool = False, **kwargs: Any) -> E
             _sqlite_pragmas(engine)
         else:
             _sqlite_serialized_writes(engine)
+        _store_down(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    # A store that never answers the start-up is "down" too, not a request that hangs.
+    kwargs.setdefault("connect_args", {"connect_timeout": STORE_CONNECT_TIMEOUT})
+    engine = create_engine(url, **kwargs)
+    _store_down(engine)
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin.errors import Unavailable, describe
-from admin.store.db import ensure_sqlite_parent
+from admin.store.db import StoreUnavailable, ensure_sqlite_parent
 
 VERSION_TABLE = "admin_alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -91,6 +91,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             connection.commit()
             after = current_revision(connection)
             connection.commit()
+    except StoreUnavailable:
+        raise  # already one line that says what to do
     except SQLAlchemyError as exc:
         where = engine.url.render_as_string(hide_password=True)
         raise Unavailable(f"the store {where} could not be upgraded: {describe(exc)}") from exc

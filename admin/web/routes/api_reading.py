@@ -11,9 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 from admin import history, migrations, preview
 from admin.migrations import Revision
+from admin.web import target_reads
 from admin.web.deps import ActorDep, CurrentUser, ReviewerUser, RuntimeDep, StoreSession
 
 router = APIRouter(prefix="/api/v1", tags=["migrations"])
@@ -145,10 +147,16 @@ def _project(runtime: RuntimeDep) -> migrations.Project:
     return migrations.open_project(runtime.settings.alembic_config, runtime.settings.cache_dir)
 
 
+def _status(runtime: RuntimeDep) -> migrations.Status:
+    return migrations.read_status(_project(runtime), runtime.settings.database_url)
+
+
 @router.get("/status", response_model=StatusOut, summary="Where the database stands")
-def status(user: CurrentUser, runtime: RuntimeDep) -> StatusOut:
-    """The target's revision(s) against the head(s): the dashboard's state."""
-    found = migrations.read_status(_project(runtime), runtime.settings.database_url)
+async def status(request: Request, user: CurrentUser, runtime: RuntimeDep) -> StatusOut:
+    """The target's revision(s) against the head(s): the dashboard's state. A locked version
+    table or a busy target answers within TARGET_READ_TIMEOUT (state ``unreachable``, the
+    message names the lock's holder)."""
+    found = await target_reads.run(request, _status, runtime)
     return StatusOut(
         state=found.state.value,
         message=found.message,

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from admin.backups import actions, files, records, retention
-from admin.errors import InvalidInput
+from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner
-from admin.migrations import target_key
+from admin.migrations import identity_key, target_key
 from admin.runtime import Runtime
 from admin.store.models import Backup, BackupStatus, Job, Role
 from admin.web import principal as principals
@@ -45,6 +45,8 @@ class BackupView:
     state: str  # running | verified | failed | deleted | interrupted
     size: str
     job_active: bool
+    # A verify or a restore found the file different from the one taken (state failed).
+    file_changed: bool = False
 
     @classmethod
     def of(cls, backup: Backup, active_job_ids: set[int]) -> BackupView:
@@ -53,7 +55,7 @@ class BackupView:
         if state == BackupStatus.RUNNING.value and not job_active:
             state = "interrupted"  # its job ended without finishing it (cleaned at start-up)
         size = files.human_size(backup.size_bytes) if backup.size_bytes is not None else ""
-        return cls(backup, state, size, job_active)
+        return cls(backup, state, size, job_active, records.file_changed(backup))
 
 
 def _role(request: Request) -> Role | None:
@@ -74,9 +76,12 @@ def _permissions(request: Request, runtime: Runtime) -> dict[str, bool]:
 
 def _active(runtime: Runtime) -> tuple[set[int], Job | None]:
     """Ids of active jobs, and the active job on this target (if any)."""
-    key = target_key(runtime.settings.database_url)
     with runtime.reads() as session:
         jobs = records.active_jobs(session)
+    try:
+        key = identity_key(runtime.settings.database_url)  # jobs are keyed by identity
+    except AdminError:
+        return {job.id for job in jobs}, None  # the target cannot say: no notice
     return {job.id for job in jobs}, next((j for j in jobs if j.target_key == key), None)
 
 

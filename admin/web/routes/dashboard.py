@@ -4,12 +4,17 @@ backups work fills (``partials/_recent_jobs.html``, ``partials/_last_backup.html
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import entrypoint, migrations
+from admin.runtime import Runtime
 from admin.web import principal as principals
+from admin.web import target_reads
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
 from admin.web.routes.backups import last_backup_view
@@ -21,18 +26,29 @@ router = APIRouter(include_in_schema=False)
 PENDING_SHOWN = 50
 
 
-@router.get("/")
-def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
-    """The whole page, or only its migration state for htmx (it polls every few seconds)."""
+def _state(runtime: Runtime) -> dict[str, Any]:
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     status = migrations.read_status(project, settings.database_url)
-    context = {
+    return {
         "status": status,
         "pending_shown": PENDING_SHOWN,
         "degraded": entrypoint.degraded_now(settings, status.state),
     }
+
+
+def _store_parts(runtime: Runtime) -> dict[str, Any]:
+    return {"recent_jobs": recent_views(runtime), "last_backup": last_backup_view(runtime)}
+
+
+@router.get("/")
+async def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """The whole page, or only its migration state for htmx (it polls every few seconds).
+
+    Async: the target is read on the target-read threads (``admin.web.target_reads``), so
+    dashboards polling a locked target never hold the threads other requests need.
+    """
+    context = await target_reads.run(request, _state, runtime)
     if not principals.wants_fragment(request):
-        context["recent_jobs"] = recent_views(runtime)
-        context["last_backup"] = last_backup_view(runtime)
+        context.update(await run_in_threadpool(_store_parts, runtime))
     return render(request, "dashboard.html", context, block="migration_state")

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from admin import health, metrics
 from admin.runtime import Runtime
+from admin.web import target_reads
 from admin.web.principal import runtime_of
 
 router = APIRouter(include_in_schema=False)
@@ -29,7 +30,9 @@ async def readyz(request: Request) -> Response:
     """200 when the store (at its current schema) and the target answer; 503 and why if not."""
     runtime = runtime_of(request)
     try:
-        result = await asyncio.wait_for(asyncio.to_thread(health.check, runtime), READY_TIMEOUT)
+        result = await asyncio.wait_for(
+            target_reads.run(request, health.check, runtime), READY_TIMEOUT
+        )
     except TimeoutError:
         result = health.Readiness(
             False, f"the databases did not answer within {READY_TIMEOUT:g}s", {}
@@ -62,7 +65,7 @@ def _runtime(app: FastAPI) -> Runtime:
 
 
 @router.get("/metrics")
-def prometheus_metrics(request: Request) -> Response:
-    """Prometheus text format, read from the store at scrape time."""
-    body = generate_latest(registry_of(request.app))
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text format, read from the store and the target at scrape time."""
+    body = await target_reads.run(request, generate_latest, registry_of(request.app))
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
