@@ -19,7 +19,8 @@ from admin.errors import Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
-from admin.web import assets, errors
+from admin.web import assets, errors, refusals
+from admin.web.inputs import refuse_control_characters
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
+            await asyncio.to_thread(refusals.flush, getattr(app.state, "refusals", None), runtime)
             runtime.close()
 
     app = FastAPI(
@@ -94,8 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        # Every unsafe request: same origin, and the session's CSRF token (security.py).
-        dependencies=[Depends(guard_request)],
+        # Every request: no control characters anywhere (inputs.py); every unsafe one: same
+        # origin, and the session's CSRF token (security.py).
+        dependencies=[Depends(refuse_control_characters), Depends(guard_request)],
     )
     app.state.settings = settings
     app.state.templates = make_templates()

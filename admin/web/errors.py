@@ -3,13 +3,16 @@
 Handlers for ``AdminError`` (status, title, message), FastAPI's validation errors and
 Starlette's HTTP errors (404, 405, 413), plus a catch-all that logs an unexpected
 exception and answers with a plain apology. Nobody ever sees a traceback.
-A 401 on a page sends the browser to sign in; every 403 and 409 is audited as AccessDenied
-(``record_refusal`` for a route that renders a refusal itself).
+A 401 on a page sends the browser to sign in. Refusals are audited as AccessDenied
+(refusals.py): every 403 and 409; a 401 on a route that changes something or with a bad
+token; a control character (400) on a route that is audited (``record_refusal`` for a
+route that renders a refusal itself). A 429 says when to try again (Retry-After).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -24,9 +27,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import audit
-from admin.errors import AdminError
-from admin.store.models import Source
+from admin.errors import AdminError, TooManyRequests
 from admin.web import principal as principals
+from admin.web import refusals
+from admin.web.inputs import ControlCharacters
 from admin.web.render import render
 
 log = logging.getLogger(__name__)
@@ -63,28 +67,28 @@ def _principal(request: Request) -> principals.Principal | None:
         return None
 
 
-def _audit_denied(request: Request, status: int, reason: str) -> None:
-    principal = principals.cached(request)
-    api = principals.is_api(request)
-    if principal is not None:
-        actor = audit.Actor(
-            principal.user.username,
-            principal.user.role,
-            principal.via,
-            principals.client_addr(request),
-        )
-    else:
-        actor = audit.Actor(
-            "anonymous", None, Source.API if api else Source.WEB, principals.client_addr(request)
-        )
-    event = audit.AccessDenied(
-        method=request.method, path=request.url.path[:400], status=status, reason=reason[:500]
-    )
-    try:
-        with principals.runtime_of(request).transaction() as session:
-            audit.record(session, event, actor)
-    except Exception:
-        log.exception("could not audit a denied request to %s", request.url.path)
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A GET whose path has one of these hands out data or SQL: it is audited like a change.
+_AUDITED_GET_WORDS = ("download", "export", "preview", "/sql")
+
+
+def _audited_route(request: Request) -> bool:
+    path = request.url.path
+    return request.method in _UNSAFE or any(word in path for word in _AUDITED_GET_WORDS)
+
+
+def _is_audited_refusal(request: Request, status: int) -> bool:
+    """Which refusals the trail keeps: every 403 and 409; a 401 on a route that is audited
+    or with a token that is not valid; a control character on a route that is audited."""
+    if getattr(request.state, "refusal_audited", False):
+        return False
+    if status in (403, 409):
+        return True
+    if status == 401:
+        return _audited_route(request) or bool(request.headers.get("authorization"))
+    if getattr(request.state, "control_characters", False):
+        return _audited_route(request)
+    return False
 
 
 def answer_401_plainly(request: Request) -> None:
@@ -123,10 +127,12 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The answer for an error, shaped for the caller: JSON, an htmx fragment, or a page."""
-    # Refusals (403 role or origin, 409 conflict) are audited, unless the service that
-    # refused already recorded its own event (AdminError.audited, e.g. job-refused).
-    if status in (403, 409) and not getattr(request.state, "refusal_audited", False):
-        _audit_denied(request, status, message)
+    # Refusals are audited (refusals.record: anonymous repeats aggregated), unless the
+    # service that refused already recorded its own event (AdminError.audited).
+    if _is_audited_refusal(request, status):
+        if principals.cached(request) is None:
+            _principal(request)
+        refusals.record(request, status, message)
     if principals.is_api(request):
         extra = dict(headers or {})
         if status == 401:
@@ -162,7 +168,11 @@ def error_response(
 def _admin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminError)
     request.state.refusal_audited = exc.audited
-    return error_response(request, exc.status, exc.title, exc.message)
+    request.state.control_characters = isinstance(exc, ControlCharacters)
+    headers = None
+    if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error_response(request, exc.status, exc.title, exc.message, headers=headers)
 
 
 def _redirect_handler(request: Request, exc: Exception) -> Response:
