@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp
 
 from admin import __version__, audit, logs
 from admin.auth import users
@@ -19,7 +20,7 @@ from admin.errors import Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
-from admin.web import assets, errors, refusals
+from admin.web import assets, errors, refusals, streams
 from admin.web.inputs import refuse_control_characters
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
@@ -62,6 +63,21 @@ def _announce_first_admin(runtime: Runtime) -> None:
     )
 
 
+class PanelApp(FastAPI):
+    """The app, with the slow-client guard outside everything (streams.py): it needs the
+    server's own ``send`` to abort a connection, before any middleware wraps it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        state = self.state
+        guard = streams.SlowClientGuard(
+            super().build_middleware_stack(),
+            timeout=lambda: streams.send_timeout(state, settings.sse_send_timeout),
+        )
+        state.slow_client_guard = guard
+        return guard
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(refusals.flush, getattr(app.state, "refusals", None), runtime)
             runtime.close()
 
-    app = FastAPI(
+    app = PanelApp(
         title="APEX Schema Admin",
         version=__version__,
         lifespan=lifespan,

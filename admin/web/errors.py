@@ -18,11 +18,12 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -223,6 +224,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
+_GONE = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    ClientDisconnect,
+    ConnectionError,
+)
+
+
+def client_went_away(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception in a group) says the client is gone."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(client_went_away(inner) for inner in exc.exceptions)
+    return isinstance(exc, _GONE)
+
+
 class CatchAllMiddleware:
     """Logs an unexpected exception and answers 500 with an apology and no details."""
 
@@ -243,7 +260,12 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
+            if started and client_went_away(exc):
+                # A client that leaves in the middle of a response (a closed tab, a dropped
+                # live log) is normal: one debug line, no traceback.
+                log.debug("client left %s %s", scope.get("method"), scope.get("path"))
+                return
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 return

@@ -146,6 +146,12 @@ class Done(BaseModel):
     status: Status
 
 
+class Restarting(BaseModel):
+    """The last event before the server shuts down: reconnect (to another replica)."""
+
+    detail: str
+
+
 @router.post(
     "",
     status_code=201,
@@ -249,6 +255,10 @@ class _JsonEvents(livelog.EventFormat):
     def done(self, status: str) -> ServerSentEvent:
         return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
 
+    def restarting(self, reason: str) -> ServerSentEvent:
+        data = Restarting(detail=reason)
+        return ServerSentEvent(data=data, event="restarting", retry=livelog.RETRY_MS)
+
 
 @router.get(
     "/{job_id}/events",
@@ -262,7 +272,8 @@ async def job_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """``line`` events (JSON ``LogLine``, id = seq) after ``max(after, Last-Event-ID)``,
-    keep-alive comments, then one ``done`` event with the job's final status."""
+    keep-alive comments, then one ``done`` event with the job's final status (or, when the
+    server shuts down, one ``restarting`` event: reconnect with ``Last-Event-ID``)."""
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(
