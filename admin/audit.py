@@ -352,6 +352,21 @@ class SqlDownloaded(_SqlEvent):
     action = "sql-downloaded"
 
 
+@dataclass(frozen=True, kw_only=True)
+class RevisionSqlViewed(Event):
+    """One revision's own SQL (each way) was shown: its page or the API, to any role."""
+
+    action = "revision-sql-viewed"
+    revision_id: str
+    dialect: str
+    upgrade_sql: bool
+    downgrade_sql: bool
+    sha256: str
+
+    def target(self) -> str | None:
+        return f"revision:{self.revision_id}"
+
+
 # The target database itself (schema-admin init-db).
 
 

@@ -83,10 +83,16 @@ def _context_words(username: str, extra: Iterable[str]) -> list[str]:
 
 
 def _made_of_context(lowered: str, username: str, extra: Iterable[str]) -> bool:
-    rest = lowered
+    """Whether fewer than MIN_OWN_LETTERS letters are left once the names are taken out
+    (as typed, and with look-alike digits read as letters: "4p3x" is "apex")."""
+    plain = lowered
+    alike = lowered.translate(_LOOK_ALIKES)
     for word in _context_words(username, extra):
-        rest = rest.replace(word, " ")
-    return len(re.sub(r"[^a-z]", "", rest.translate(_LOOK_ALIKES))) < MIN_OWN_LETTERS
+        plain = plain.replace(word, " " * len(word))
+        alike = alike.replace(word, " " * len(word))
+    left_plain = sum(1 for char in plain if char.isalpha())
+    left_alike = sum(1 for a, b in zip(alike, lowered, strict=True) if a.isalpha() and b.isalpha())
+    return min(left_plain, left_alike) < MIN_OWN_LETTERS
 
 
 def problem(password: str, *, username: str = "", extra: Iterable[str] = ()) -> str | None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from admin import __version__
+from admin import __version__, controls
 from admin import audit as audit_trail  # not `audit`: that name is the submodule cli.audit
 from admin.cli import audit as audit_cli
 from admin.cli import backups as backups_cli
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdminError as exc:
         if settings is not None:
             audit_refusal(settings, sys.argv[1:] if argv is None else argv, exc)
-        print(f"schema-admin: {exc}", file=sys.stderr)
+        print(f"schema-admin: {controls.neutralise(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("schema-admin: interrupted", file=sys.stderr)

@@ -20,7 +20,7 @@ from admin.errors import Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
-from admin.web import assets, errors, refusals, streams
+from admin.web import assets, errors, openapi, refusals, streams
 from admin.web.inputs import refuse_control_characters
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for module in ROUTERS:
         app.include_router(module.router)
+    openapi.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

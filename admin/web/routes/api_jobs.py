@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,9 +69,9 @@ class JobOut(BaseModel):
     requested_role: str | None
     source: Literal["web", "api", "cli", "entrypoint"]
     client_addr: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
     duration_seconds: float | None
     exit_code: int | None
     error: str | None
@@ -122,7 +121,7 @@ class JobPage(BaseModel):
 
 class LogLine(BaseModel):
     seq: int = Field(description="1, 2, 3, ... within the job; also the SSE event id.")
-    created_at: datetime | None = Field(
+    created_at: AwareDatetime | None = Field(
         None, description="When the line was stored (not sent in live events)."
     )
     level: str = Field(description="debug, info, step, sql, warning or error")
