@@ -35,6 +35,11 @@ def has_control(value: str, *, where: str = "text") -> bool:
     return _PATTERNS[where].search(value) is not None
 
 
+def allowed_pattern(where: str = "text") -> str:
+    """A regular expression (JSON Schema ``pattern``) for the values ``where`` accepts."""
+    return "^[^" + _PATTERNS[where].pattern[1:-1] + "]*$"
+
+
 def describe(char: str) -> str:
     """A control character as a person can read it (``U+0000 (NUL)``)."""
     names = {0: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0x0A: "line feed", 0x0D: "carriage return"}

@@ -21,10 +21,12 @@ from urllib.parse import quote
 import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import audit
@@ -204,17 +206,28 @@ _HTTP_TEXT = {
 }
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path (a 405's Allow header names them all)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path and compile_path(route.path)[0].match(request.url.path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    headers = dict(exc.headers or {})
     if status == 405:
         message = f"This address does not accept {request.method} requests."
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
     elif status in _HTTP_TEXT:
         title, message = _HTTP_TEXT[status]
     else:
         message = exc.detail if isinstance(exc.detail, str) else title
-    return error_response(request, status, title, message, headers=exc.headers)
+    return error_response(request, status, title, message, headers=headers)
 
 
 def install(app: FastAPI) -> None:
