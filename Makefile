@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench
+.PHONY: help run test test-api lint bench
 .PHONY: migrate migrate-create migrate-status migrate-down migrate-reset init-db prod-migrate
 .PHONY: docker-migrate docker-init-db
 
@@ -39,6 +39,9 @@ lint: $(STAMP) ## ruff and mypy
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: $(STAMP) lint ## lint, then the whole test suite (two workers)
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+test-api: $(STAMP) ## Schemathesis against a real server on PostgreSQL (admin, viewer, no token); also in `make test`
+	$(BIN)/python -m pytest -n 0 tests/test_hardening_api.py $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks side by side with the alembic CLI; writes bench/RESULTS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)

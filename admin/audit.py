@@ -175,17 +175,30 @@ class ApiTokenRevoked(_UserEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class AccessDenied(Event):
-    """A request refused for its role (403) or because of a conflict (409)."""
+    """A request refused: for its role (403), a conflict (409), no or a bad credential on a
+    route that changes something or with a token (401), a control character (400).
+
+    ``repeated``: how many more refusals like this one (same address, route and status,
+    anonymous) were held back since the last one recorded, so a flood grows the trail by
+    one event a minute, not one a request.
+    """
 
     action = "access-denied"
     method: str
     path: str
     status: int
     reason: str
+    repeated: int = 0
     outcome: Outcome = Outcome.DENIED
 
     def target(self) -> str | None:
         return f"path:{self.path}"
+
+    def details(self) -> dict[str, Any]:
+        details = super().details()
+        if not self.repeated:
+            del details["repeated"]
+        return details
 
 
 # The store.
@@ -337,6 +350,21 @@ class SqlDownloaded(_SqlEvent):
     """A plan's offline SQL was downloaded as a .sql file."""
 
     action = "sql-downloaded"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionSqlViewed(Event):
+    """One revision's own SQL (each way) was shown: its page or the API, to any role."""
+
+    action = "revision-sql-viewed"
+    revision_id: str
+    dialect: str
+    upgrade_sql: bool
+    downgrade_sql: bool
+    sha256: str
+
+    def target(self) -> str | None:
+        return f"revision:{self.revision_id}"
 
 
 # The target database itself (schema-admin init-db).

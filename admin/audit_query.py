@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from admin import audit
+from admin import audit, controls
 from admin.errors import InvalidInput
 from admin.store.models import AuditEvent, Role, Source
 
@@ -298,15 +298,21 @@ def batches(
         last = rows[-1]["id"]
 
 
+def _csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: control characters (an ESC a migration printed,
+    a NUL typed as a user name) written as escapes, and no formula."""
+    if value.__class__ is not str:
+        return value
+    value = controls.neutralise(value)
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def _csv_row(row: dict[str, Any]) -> list[Any]:
     cells = [row[column] for column in CSV_COLUMNS]
     cells[_DETAILS] = json.dumps(
         cells[_DETAILS], sort_keys=True, ensure_ascii=False, separators=(",", ":")
     )
-    return [
-        "'" + value if value.__class__ is str and value.startswith(_FORMULA_START) else value
-        for value in cells
-    ]
+    return [_csv_cell(value) for value in cells]
 
 
 def csv_chunks(rows: Iterable[list[dict[str, Any]]]) -> Iterator[str]:

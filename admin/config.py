@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from enum import StrEnum
@@ -15,12 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from admin import files, secrets_entropy
 from admin.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parent
 
-# Values that must never protect a shared deployment.
+# Values that must never protect a shared deployment (with any case, around any separator).
 _KNOWN_WEAK_KEYS = {
     "changeme",
     "change-me",
@@ -33,8 +33,21 @@ _KNOWN_WEAK_KEYS = {
     "insecure",
     "your-secret-key",
     "please-change-me",
+    "your-secret-key-here",
+    "your-secret-key-here-change-in-production",
+    "change-this-in-production",
+    "django-insecure",
+    "supersecretkey",
+    "0123456789abcdef0123456789abcdef",
 }
+# Words of the placeholders people copy from examples: a key made of them was never random.
+_PLACEHOLDER_WORDS = re.compile(
+    r"change|replace|example|placeholder|your|here|insecure|default|dummy|sample|todo|"
+    r"secret|password|production|staging|development|test"
+)
 MIN_SECRET_KEY_LENGTH = 32
+# What the estimate (secret_key_bits) must reach outside development.
+MIN_SECRET_KEY_BITS = 128
 _DURATION = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
@@ -77,10 +90,27 @@ def normalize_database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+# libpq parameters that carry a secret (or where one is kept) when given in a URL's query.
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "sslkey", "passfile", "sslcrl"})
+_MASK = "***"
+_MASK_SENTINEL = "MASKEDSECRETVALUE"
+
+
 def mask_url(value: str | URL) -> str:
-    """The URL as it may be shown or logged: the password replaced by ***."""
-    url = make_url(value) if isinstance(value, str) else value
-    return url.render_as_string(hide_password=True)
+    """The one way a database URL is shown or logged: secrets replaced by ``***``.
+
+    Masks the userinfo password and every libpq secret given as a query parameter
+    (``?password=``, ``sslpassword=``, ``sslkey=``...: valid libpq syntax). A value that
+    does not parse as a URL is not shown at all.
+    """
+    try:
+        url = make_url(value) if isinstance(value, str) else value
+    except (ArgumentError, ValueError):
+        return "(a database URL that cannot be read)"
+    secret = {key: _MASK_SENTINEL for key in url.query if key.lower() in SECRET_QUERY_KEYS}
+    if secret:
+        url = url.update_query_dict(secret)
+    return url.render_as_string(hide_password=True).replace(_MASK_SENTINEL, _MASK)
 
 
 class Settings(BaseSettings):
@@ -189,7 +219,21 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without a heartbeat after which a running job counts as gone.",
     )
-    sse_max_streams: int = Field(8, ge=1, description="Open live-log streams allowed per session.")
+    sse_max_streams: int = Field(
+        8,
+        ge=1,
+        description="Open live-log streams allowed per user, across their sessions and tokens.",
+    )
+    sse_max_streams_total: int = Field(
+        400, ge=1, description="Open live-log streams the whole server allows."
+    )
+    sse_send_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="Seconds a live-log write may wait for a client that does not read "
+        "before that client is dropped.",
+    )
     sse_keepalive: float = Field(
         15.0,
         gt=0,
@@ -339,22 +383,27 @@ class Settings(BaseSettings):
         path = self.var_dir / "secret-key"
         if path.is_file():
             return path.read_bytes().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(path.parent)
         key = secrets.token_urlsafe(48).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+        files.write_private(path, key)
         return key
 
 
 def weak_secret_reason(key: str) -> str | None:
     """Why a secret key is too weak to protect a shared deployment, or None."""
+    make = "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
     if key.strip().lower() in _KNOWN_WEAK_KEYS:
-        return "is a well-known default; set a random value"
+        return f"is a well-known default; set a random value {make}"
     if len(key) < MIN_SECRET_KEY_LENGTH:
-        return f"is too short: use at least {MIN_SECRET_KEY_LENGTH} random characters"
-    if len(set(key)) < 8:
-        return "is not random enough: use at least 8 distinct characters"
+        return f"is too short: use at least {MIN_SECRET_KEY_LENGTH} random characters {make}"
+    if _PLACEHOLDER_WORDS.search(key.lower()):
+        return f"looks like a placeholder from an example; set a random value {make}"
+    bits = secrets_entropy.estimate_bits(key)
+    if bits < MIN_SECRET_KEY_BITS:
+        return (
+            f"is not random enough (about {bits:.0f} bits, at least {MIN_SECRET_KEY_BITS} "
+            f"needed: sequences and repeats count little); set a random value {make}"
+        )
     return None
 
 

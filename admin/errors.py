@@ -60,8 +60,16 @@ class Conflict(AdminError):
 
 
 class TooManyRequests(AdminError):
+    """Refused for now; ``retry_after`` (seconds) becomes the Retry-After header."""
+
     status = 429
     title = "Too many attempts"
+
+    def __init__(
+        self, message: str, *, title: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, title=title)
+        self.retry_after = retry_after
 
 
 class Unavailable(AdminError):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin import audit, migrations
+from admin import audit, files, migrations
 from admin.config import Settings
 from admin.store import schema
 from admin.store.db import make_session_factory, make_store_engine, transaction
@@ -38,6 +40,12 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
+        files.private_dir(settings.var_dir)
+        store = make_url(settings.admin_database_url)
+        if store.get_backend_name() == "sqlite" and store.database not in (None, "", ":memory:"):
+            # The password hashes, sessions and audit: nobody else's to read (also the WAL).
+            for suffix in ("", "-wal", "-shm"):
+                files.tighten(Path(store.database + suffix))
         return cls(settings=settings, store_engine=make_store_engine(settings.admin_database_url))
 
     def close(self) -> None:

@@ -30,7 +30,8 @@ from admin.auth import users
 from admin.runtime import Runtime
 from admin.store.models import Role, Source, User
 
-TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+# A key that passes the production checks (random, not a placeholder).
+TEST_SECRET_KEY = "Qm7vK2pX9rT4wZ8nB3cF6hJ1dL5sY0gA-Ue7iO2kN4tR9xV_Hb3"
 # A password that passes the rules; every helper-made user has it unless told otherwise.
 PASSWORD = "correct-horse-battery-9"
 

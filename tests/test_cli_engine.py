@@ -584,7 +584,7 @@ def test_reset_refuses_in_production_and_without_yes(
         "reset",
         "--yes",
         ENVIRONMENT="production",
-        SECRET_KEY="a-production-secret-0123456789-abcdefghijklmnop",
+        SECRET_KEY="Hk4vQ9wN2pZ7rT1xB6mC3jF8dL0sY5gA-Ue",
     )
     assert "refuses to run in production" in one_line_error(production)
     refused = store_rows(

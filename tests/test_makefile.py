@@ -164,7 +164,7 @@ def test_migrate_reset_asks_for_confirmation(tmp_path: Path, project_ini: Path, 
         "migrate-reset",
         "CONFIRM=yes",
         ENVIRONMENT="production",
-        SECRET_KEY="a-production-secret-0123456789-abcdefghijklmnop",
+        SECRET_KEY="Hk4vQ9wN2pZ7rT1xB6mC3jF8dL0sY5gA-Ue",
     )
     assert production.returncode != 0
     assert "refuses to run in production" in production.stderr

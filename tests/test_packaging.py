@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ def test_wheel_installs_and_serves_its_templates_and_static_files(tmp_path: Path
     dist = tmp_path / "dist"
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(REPO_ROOT))
     [wheel] = dist.glob("apex_schema_admin-*.whl")
+    # The password policy's list of common passwords ships inside the package.
+    assert "admin/auth/data/common-passwords.txt" in zipfile.ZipFile(wheel).namelist()
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", str(venv))

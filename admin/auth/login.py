@@ -25,6 +25,7 @@ class Attempt:
     user: User | None
     message: str = ""
     status: int = 200
+    retry_after: int | None = None  # seconds, for a 429
 
     @property
     def ok(self) -> bool:
@@ -53,11 +54,12 @@ def _fail(
     message: str = WRONG,
     status: int = 401,
     count: bool = True,
+    retry_after: int | None = None,
 ) -> Attempt:
     if count:
         throttle.record_failure(session, settings, username, actor.client_addr)
     audit.record(session, audit.LoginFailed(username=username[:255], reason=reason), actor)
-    return Attempt(None, message, status)
+    return Attempt(None, message, status, retry_after)
 
 
 def sign_in(
@@ -94,6 +96,7 @@ def sign_in(
             message=limited.message,
             status=429,
             count=False,
+            retry_after=limited.retry_after,
         )
     user = users.find(session, username) if users.USERNAME.match(username) else None
     # An unknown name is checked against a dummy hash: it costs what a known one costs.
@@ -114,6 +117,6 @@ def sign_in(
             actor,
         )
     user.last_login_at = utcnow()
-    throttle.clear_account(session, user.username)
+    throttle.clear_account(session, user.username, client_addr)
     audit.record(session, audit.LoginSucceeded(username=user.username), actor)
     return Attempt(user)

@@ -7,10 +7,11 @@ import secrets
 
 from passlib.context import CryptContext
 
+from admin.auth import policy
 from admin.errors import InvalidInput
 
-MAX_PASSWORD_BYTES = 1024
-MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_BYTES = policy.MAX_BYTES
+MIN_PASSWORD_LENGTH = policy.MIN_LENGTH
 
 # Old schemes stay verifiable and are rehashed to argon2id at the next sign-in.
 _context = CryptContext(
@@ -34,12 +35,8 @@ def check_length(password: str) -> None:
 
 
 def validate_new(password: str, username: str = "") -> None:
-    """Rules for a password a person chooses."""
-    check_length(password)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if username and password.strip().lower() == username.strip().lower():
-        raise InvalidInput("a password must not be the user name")
+    """Rules for a password a person chooses (``policy.check``: length, common, context)."""
+    policy.check(password, username=username)
 
 
 def hash_password(password: str) -> str:

@@ -22,6 +22,7 @@ class Refusal:
 
     status: int
     message: str
+    retry_after: int | None = None  # seconds, for a 429
 
 
 def reconfirm(
@@ -40,7 +41,7 @@ def reconfirm(
         return Refusal(403, "The password is not correct.")
     limited = throttle.check(session, settings, user.username, client_addr)
     if limited is not None:
-        return Refusal(429, limited.message)
+        return Refusal(429, limited.message, limited.retry_after)
     ok, _ = passwords.verify(password, user.password_hash)
     if not ok:
         throttle.record_failure(session, settings, user.username, client_addr)

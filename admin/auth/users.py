@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from admin import audit
+from admin import audit, files
 from admin.auth import passwords
 from admin.errors import Conflict, InvalidInput, NotFound
 from admin.store.models import Role, User, UserSession, utcnow
@@ -73,11 +72,10 @@ def create(
     password: str,
     *,
     must_change_password: bool = True,
-    check_password: bool = True,
 ) -> User:
+    """A new user; every password, a random one too, passes the policy (``policy.check``)."""
     username = _check_username(username)
-    if check_password:
-        passwords.validate_new(password, username)
+    passwords.validate_new(password, username)
     if find(session, username) is not None:
         raise Conflict(f"a user named {username!r} exists already")
     now = utcnow()
@@ -186,16 +184,31 @@ def ensure_first_admin(session: Session, actor: audit.Actor) -> InitialAdmin | N
     if count(session) > 0:
         return None
     password = passwords.random_password()
-    create(session, actor, FIRST_ADMIN, Role.ADMIN, password, check_password=False)
+    create(session, actor, FIRST_ADMIN, Role.ADMIN, password)
     return InitialAdmin(FIRST_ADMIN, password)
 
 
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+
+
 def write_initial_password(var_dir: Path, initial: InitialAdmin) -> Path:
-    """Keep the first admin's password where only this OS user can read it."""
-    var_dir.mkdir(parents=True, exist_ok=True)
-    path = var_dir / "initial-admin-password"
+    """Keep the first admin's password where only this OS user can read it (0600 in a
+    0700 directory, whatever the umask)."""
+    files.private_dir(var_dir)
+    path = var_dir / INITIAL_PASSWORD_FILE
     path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{initial.username}\n{initial.password}\n")
+    files.write_private(path, f"{initial.username}\n{initial.password}\n".encode())
     return path
+
+
+def forget_initial_password(var_dir: Path, username: str) -> bool:
+    """Delete the first admin's password file once ``username`` (its user) chose their own."""
+    path = var_dir / INITIAL_PASSWORD_FILE
+    try:
+        named = path.read_text().split("\n", 1)[0]
+    except OSError:
+        return False
+    if named != username:
+        return False
+    path.unlink(missing_ok=True)
+    return True

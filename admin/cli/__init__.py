@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from admin import __version__
+from admin import __version__, controls
 from admin.cli.base import Commands, Handler, cli_actor, runtime
 from admin.config import Settings, load_settings
 from admin.errors import AdminError
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdminError as exc:
         if settings is not None:
             audit_refusal(settings, sys.argv[1:] if argv is None else argv, exc)
-        print(f"schema-admin: {exc}", file=sys.stderr)
+        print(f"schema-admin: {controls.neutralise(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("schema-admin: interrupted", file=sys.stderr)

@@ -99,13 +99,9 @@ def register(commands: Commands) -> None:
     restore.set_defaults(handler=restore_backup)
 
 
-def _echo(text: str) -> None:
-    print(text, flush=True)
-
-
 def _run(rt: Runtime, request: JobRequest) -> Job:
     actions.prepare(rt, cli_actor())
-    return jobs.run_in_foreground(rt, request, cli_actor(), echo=_echo)
+    return jobs.run_in_foreground(rt, request, cli_actor(), echo=target.echo)
 
 
 def backup(args: argparse.Namespace, settings: Settings) -> int:

@@ -84,15 +84,10 @@ def plan_for(settings: Settings, direction: Direction, target_revision: str) -> 
 
 def announce(plan: migrations.Plan) -> None:
     steps = len(plan.steps)
-    print(
+    target.echo(
         f"{plan.direction.value} from {target.shown(plan.current)} to {plan.target}: "
-        f"{steps} revision{'s' if steps != 1 else ''}",
-        flush=True,
+        f"{steps} revision{'s' if steps != 1 else ''}"
     )
-
-
-def _echo(text: str) -> None:
-    print(text, flush=True)
 
 
 def run_job(
@@ -111,7 +106,11 @@ def run_job(
     )
     with runtime(settings) as rt:
         job = jobs.run_in_foreground(
-            rt, request, cli_actor(), echo=_echo, echo_levels=None if verbose else QUIET_LEVELS
+            rt,
+            request,
+            cli_actor(),
+            echo=target.echo,
+            echo_levels=None if verbose else QUIET_LEVELS,
         )
     return outcome(job)
 

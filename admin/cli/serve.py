@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from admin import audit, logs
 from admin.cli.base import Commands
@@ -27,11 +28,25 @@ def register(commands: Commands) -> None:
     parser.set_defaults(handler=serve)
 
 
+# Seconds uvicorn waits for responses still open after the live logs have ended (a
+# download) before it cancels them; then the app's shutdown cancels the running jobs.
+RESPONSES_GRACE = 3
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: the web stack is the slowest import, and only this command needs it.
     import uvicorn
 
     from admin.web.app import create_app
+    from admin.web.livelog import begin_shutdown
+
+    class Server(uvicorn.Server):
+        """uvicorn waits for open responses before the app's shutdown (which cancels the
+        jobs) runs; live logs never end by themselves, so they are ended first."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            begin_shutdown(app)
+            await super().shutdown(sockets)
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -44,15 +59,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         f"environment {settings.environment.value})",
         flush=True,
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=RESPONSES_GRACE,
     )
+    Server(config).run()
     return 0
 
 

@@ -63,7 +63,7 @@ def render(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     script = migrations.render(project, plan, url, target.dialect(url))
-    target.write(script.text)
+    target.write(script.text, data=True)
     for failed in script.errors:
         target.note(f"{failed.step.label} ({failed.step.revision}): {failed.error}")
     return 1 if script.errors else 0

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from admin import migrations
+from admin import controls, migrations
 from admin.config import Settings
 from admin.migrations import Graph
 from admin.migrations.database import is_postgresql
@@ -40,8 +40,15 @@ def relative(path: Path) -> str:
         return str(path)
 
 
-def write(text: str) -> None:
-    """Write to stdout; a reader that went away (``| head``) is not an error."""
+def write(text: str, *, data: bool = False) -> None:
+    """Write to stdout; a reader that went away (``| head``) is not an error.
+
+    Control characters (a revision message's, a migration's output) are written as
+    visible escapes, so they cannot drive the terminal; ``data`` (SQL) is written as it
+    is when it goes to a file or a pipe, where it must stay byte for byte.
+    """
+    if not data or sys.stdout.isatty():
+        text = controls.neutralise(text)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -51,6 +58,11 @@ def write(text: str) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def echo(text: str) -> None:
+    """A job's log line as it happens (control characters shown as escapes)."""
+    print(controls.neutralise(text), flush=True)
+
+
 def note(text: str) -> None:
     """A remark for the person at the terminal, kept out of stdout (which may be piped)."""
-    print(f"schema-admin: {text}", file=sys.stderr)
+    print(f"schema-admin: {controls.neutralise(text)}", file=sys.stderr)

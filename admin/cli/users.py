@@ -79,7 +79,6 @@ def add_user(args: argparse.Namespace, settings: Settings) -> int:
             role,
             password,
             must_change_password=given is None,
-            check_password=given is not None,
         )
     print(f"user {user.username!r} created with role {user.role}")
     if given is None:

@@ -4,14 +4,23 @@ Every stored line is in the store first, so any replica can serve any job's log.
 replica that supervises the job, lines are also handed over in memory the moment they are
 stored (low latency); a poller per channel reads the store for the rest (other replicas,
 catching up, the final status). Viewers that are far behind read straight from the store.
+
+Memory is bounded whatever viewers do: a channel keeps at most ``BUFFER`` lines and
+``BUFFER_BYTES`` of text (shared by its viewers); a viewer is handed at most ``CHUNK_BYTES``
+of lines at a time and asks for the next chunk only once the last one was taken (so a
+viewer that does not read holds one chunk, not its whole backlog), and reads a few
+chunks' worth of lines from the store at a time. ``close_all`` ends every stream with
+``Closing`` (the server is shutting down: viewers reconnect to another replica).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -23,7 +32,55 @@ from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
 
 BUFFER = 4000
+BUFFER_BYTES = 4 * 1024 * 1024
 FETCH = 1000
+CHUNK_BYTES = 16 * 1024
+# What a viewer reads from the store at once: a few chunks' worth of lines (_next_fetch).
+FETCH_BYTES = 4 * CHUNK_BYTES
+VIEWER_FETCH_MIN = 8
+VIEWER_FETCH_MAX = 500
+
+
+def line_bytes(line: Published) -> int:
+    """What a line costs in a buffer or an event, about (its text dominates)."""
+    return len(line.text) + 64
+
+
+def _next_fetch(lines: Sequence[Published], current: int) -> int:
+    """How many lines to read next so that they make about ``FETCH_BYTES``."""
+    if not lines:
+        return current
+    average = sum(line_bytes(line) for line in lines) / len(lines)
+    return max(VIEWER_FETCH_MIN, min(VIEWER_FETCH_MAX, int(FETCH_BYTES / average)))
+
+
+def first_chunk(lines: Sequence[Published], limit: int = CHUNK_BYTES) -> Sequence[Published]:
+    """The longest head of ``lines`` within ``limit`` bytes (at least one line)."""
+    total = 0
+    for index, line in enumerate(lines):
+        total += line_bytes(line)
+        if total > limit and index > 0:
+            return lines[:index]
+    return lines
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give memory freed by closed streams back to the system (glibc keeps it otherwise:
+    a burst of viewers would leave the process at its peak for good)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclass(frozen=True)
@@ -33,12 +90,20 @@ class Finished:
     status: str
 
 
+@dataclass(frozen=True)
+class Closing:
+    """The server is shutting down: the stream ends here (the viewer reconnects elsewhere)."""
+
+    reason: str
+
+
 @dataclass
 class _Channel:
     known: int
     status: str | None
     subscribers: int = 0
     buffer: deque[Published] = field(default_factory=lambda: deque(maxlen=BUFFER))
+    buffered_bytes: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     poll_now: asyncio.Event = field(default_factory=asyncio.Event)
     poller: asyncio.Task[None] | None = None
@@ -47,12 +112,28 @@ class _Channel:
         self.changed.set()
         self.changed = asyncio.Event()
 
+    def append(self, line: Published) -> None:
+        if len(self.buffer) == self.buffer.maxlen:
+            self.buffered_bytes -= line_bytes(self.buffer[0])
+        self.buffer.append(line)
+        self.buffered_bytes += line_bytes(line)
+        while self.buffered_bytes > BUFFER_BYTES and len(self.buffer) > 1:
+            self.buffered_bytes -= line_bytes(self.buffer.popleft())
+
     def since(self, last: int) -> list[Published] | None:
-        """Lines after ``last`` from memory; None when they are no longer buffered."""
+        """Up to a chunk of lines after ``last`` from memory; None when no longer buffered."""
         if last >= self.known:
             return []
         if self.buffer and self.buffer[0].seq <= last + 1:
-            return list(islice(self.buffer, last + 1 - self.buffer[0].seq, None))
+            lines = islice(self.buffer, last + 1 - self.buffer[0].seq, None)
+            chunk: list[Published] = []
+            total = 0
+            for line in lines:
+                total += line_bytes(line)
+                if total > CHUNK_BYTES and chunk:
+                    break
+                chunk.append(line)
+            return chunk
         return None
 
 
@@ -64,13 +145,25 @@ class LogHub:
         self.poll_interval = poll_interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[int, _Channel] = {}
+        self._closing: Closing | None = None
+        self._streams = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     @property
     def open_streams(self) -> int:
-        return sum(channel.subscribers for channel in self._channels.values())
+        return self._streams
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    def close_all(self, reason: str) -> None:
+        """End every stream now and refuse new ones (from the event loop: shutdown)."""
+        self._closing = Closing(reason)
+        for channel in list(self._channels.values()):
+            channel.wake()
 
     # From supervisor threads.
 
@@ -87,7 +180,7 @@ class LogHub:
             return  # nothing new (the poller found nothing): viewers stay asleep
         for line in lines:
             if line.seq == channel.known + 1:
-                channel.buffer.append(line)
+                channel.append(line)
                 channel.known = line.seq
             elif line.seq > channel.known + 1:
                 channel.poll_now.set()  # a gap: read the store now
@@ -104,13 +197,15 @@ class LogHub:
             status = job.status if not JobStatus(job.status).active else None
             return queue.last_seq(session, job_id), status
 
-    def _fetch(self, job_id: int, after: int) -> tuple[list[Published], str | None]:
+    def _fetch(
+        self, job_id: int, after: int, limit: int = FETCH
+    ) -> tuple[list[Published], str | None]:
         with self.rt.reads() as session:
             # Status first: once it is final, every line was committed before it.
             status = session.scalar(select(Job.status).where(Job.id == job_id))
-            rows = queue.lines(session, job_id, after, FETCH)
+            rows = queue.lines(session, job_id, after, limit)
         published = [Published(r.seq, r.level, r.stream, r.text) for r in rows]
-        final = status if status and not JobStatus(status).active and len(rows) < FETCH else None
+        final = status if status and not JobStatus(status).active and len(rows) < limit else None
         return published, final
 
     # Channels.
@@ -151,8 +246,9 @@ class LogHub:
 
     async def follow(
         self, job_id: int, after: int = 0, *, keepalive: float = 15.0
-    ) -> AsyncIterator[Published | Finished | None]:
-        """Lines after ``after`` in order, then Finished; None is a keep-alive tick."""
+    ) -> AsyncIterator[Published | Finished | Closing | None]:
+        """Lines after ``after`` in order, then Finished (or Closing); None is a keep-alive
+        tick."""
         batches = self.follow_batches(job_id, after, keepalive=keepalive)
         async with contextlib.aclosing(batches):
             async for item in batches:
@@ -164,21 +260,36 @@ class LogHub:
 
     async def follow_batches(
         self, job_id: int, after: int = 0, *, keepalive: float = 15.0
-    ) -> AsyncGenerator[list[Published] | Finished | None, None]:
-        """Like ``follow``, with the lines that are ready at once in one list (a viewer
-        then sends them in one write: what many viewers of a busy job need)."""
+    ) -> AsyncGenerator[list[Published] | Finished | Closing | None, None]:
+        """Like ``follow``, with the lines that are ready at once in one list of at most
+        ``CHUNK_BYTES`` (a viewer then sends them in one write: what many viewers of a busy
+        job need). The next list is made only once the last one was taken."""
+        if self._closing is not None:
+            yield self._closing
+            return
         channel = await self._join(job_id)
+        self._streams += 1
         loop = asyncio.get_running_loop()
         try:
             last = after
+            # Lines read from the store for this viewer, not sent yet (about one chunk).
+            fetched: list[Published] = []
+            fetch = VIEWER_FETCH_MIN
             # Measured from the last thing sent: a wake that brings this viewer nothing
             # (lines it already has, a gap being read) must not postpone the tick.
             quiet_until = loop.time() + keepalive
             while True:
+                if self._closing is not None:
+                    yield self._closing
+                    return
                 changed = channel.changed
-                batch = channel.since(last)
+                batch = channel.since(last) if not fetched else None
                 if batch is None:
-                    batch, _ = await asyncio.to_thread(self._fetch, job_id, last)
+                    if not fetched:
+                        fetched, _ = await asyncio.to_thread(self._fetch, job_id, last, fetch)
+                        fetch = _next_fetch(fetched, fetch)
+                    batch = list(first_chunk(fetched))
+                    del fetched[: len(batch)]
                 if batch:
                     yield batch
                     last = batch[-1].seq
@@ -193,4 +304,7 @@ class LogHub:
                     yield None
                     quiet_until = loop.time() + keepalive
         finally:
+            self._streams -= 1
             self._leave(job_id, channel)
+            if self._streams == 0:
+                release_free_memory()

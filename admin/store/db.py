@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from admin import files
 from admin.errors import Unavailable, describe
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -70,10 +71,21 @@ def missing_store(url: str | URL) -> str:
 
 
 def ensure_sqlite_parent(url: str) -> None:
-    """Create the directory of a file-backed SQLite database (var/ on a fresh clone)."""
+    """Create the directory of a file-backed SQLite database (var/ on a fresh clone; 0700)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        files.make_dirs(Path(parsed.database).expanduser().parent)
+
+
+@event.listens_for(Engine, "do_connect")
+def _private_sqlite_file(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+    """A SQLite database this process is about to create (the store, the demo target, from
+    any engine: the panel's, Alembic's) is created 0600 first, whatever the umask; SQLite
+    then opens the empty file as a new database, as it would have created it."""
+    if dialect.name == "sqlite":
+        path = files.sqlite_file_to_create(cargs, cparams)
+        if path is not None:
+            files.create_private_empty(path)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

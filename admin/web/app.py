@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp
 
 from admin import __version__, audit, logs, migrations
 from admin.auth import users
@@ -20,7 +21,8 @@ from admin.errors import AdminError, Conflict
 from admin.jobs import LogHub, Runner
 from admin.runtime import Runtime
 from admin.store.models import Source
-from admin.web import assets, errors
+from admin.web import assets, errors, openapi, refusals, streams
+from admin.web.inputs import refuse_control_characters
 from admin.web.render import make_templates
 from admin.web.routes import account, api, api_jobs, auth, dashboard, jobs, ops, tokens
 from admin.web.routes import api_reading as reading_api
@@ -62,6 +64,21 @@ def _announce_first_admin(runtime: Runtime) -> None:
     )
 
 
+class PanelApp(FastAPI):
+    """The app, with the slow-client guard outside everything (streams.py): it needs the
+    server's own ``send`` to abort a connection, before any middleware wraps it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        state = self.state
+        guard = streams.SlowClientGuard(
+            super().build_middleware_stack(),
+            timeout=lambda: streams.send_timeout(state, settings.sse_send_timeout),
+        )
+        state.slow_client_guard = guard
+        return guard
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +107,10 @@ def create_app(settings: Settings) -> FastAPI:
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
             migrations.close_renderers()
+            await asyncio.to_thread(refusals.flush, getattr(app.state, "refusals", None), runtime)
             runtime.close()
 
-    app = FastAPI(
+    app = PanelApp(
         title="APEX Schema Admin",
         version=__version__,
         lifespan=lifespan,
@@ -100,8 +118,9 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        # Every unsafe request: same origin, and the session's CSRF token (security.py).
-        dependencies=[Depends(guard_request)],
+        # Every request: no control characters anywhere (inputs.py); every unsafe one: same
+        # origin, and the session's CSRF token (security.py).
+        dependencies=[Depends(refuse_control_characters), Depends(guard_request)],
     )
     app.state.settings = settings
     app.state.templates = make_templates()
@@ -117,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for module in ROUTERS:
         app.include_router(module.router)
+    openapi.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

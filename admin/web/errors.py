@@ -3,30 +3,37 @@
 Handlers for ``AdminError`` (status, title, message), FastAPI's validation errors and
 Starlette's HTTP errors (404, 405, 413), plus a catch-all that logs an unexpected
 exception and answers with a plain apology. Nobody ever sees a traceback.
-A 401 on a page sends the browser to sign in; every 403 and 409 is audited as AccessDenied
-(``record_refusal`` for a route that renders a refusal itself).
+A 401 on a page sends the browser to sign in. Refusals are audited as AccessDenied
+(refusals.py): every 403 and 409; a 401 on a route that changes something or with a bad
+token; a control character (400) on a route that is audited (``record_refusal`` for a
+route that renders a refusal itself). A 429 says when to try again (Retry-After).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import audit
-from admin.errors import AdminError
-from admin.store.models import Source
+from admin.errors import AdminError, TooManyRequests
 from admin.web import principal as principals
+from admin.web import refusals
+from admin.web.inputs import ControlCharacters
 from admin.web.render import render
 
 log = logging.getLogger(__name__)
@@ -63,28 +70,28 @@ def _principal(request: Request) -> principals.Principal | None:
         return None
 
 
-def _audit_denied(request: Request, status: int, reason: str) -> None:
-    principal = principals.cached(request)
-    api = principals.is_api(request)
-    if principal is not None:
-        actor = audit.Actor(
-            principal.user.username,
-            principal.user.role,
-            principal.via,
-            principals.client_addr(request),
-        )
-    else:
-        actor = audit.Actor(
-            "anonymous", None, Source.API if api else Source.WEB, principals.client_addr(request)
-        )
-    event = audit.AccessDenied(
-        method=request.method, path=request.url.path[:400], status=status, reason=reason[:500]
-    )
-    try:
-        with principals.runtime_of(request).transaction() as session:
-            audit.record(session, event, actor)
-    except Exception:
-        log.exception("could not audit a denied request to %s", request.url.path)
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A GET whose path has one of these hands out data or SQL: it is audited like a change.
+_AUDITED_GET_WORDS = ("download", "export", "preview", "/sql")
+
+
+def _audited_route(request: Request) -> bool:
+    path = request.url.path
+    return request.method in _UNSAFE or any(word in path for word in _AUDITED_GET_WORDS)
+
+
+def _is_audited_refusal(request: Request, status: int) -> bool:
+    """Which refusals the trail keeps: every 403 and 409; a 401 on a route that is audited
+    or with a token that is not valid; a control character on a route that is audited."""
+    if getattr(request.state, "refusal_audited", False):
+        return False
+    if status in (403, 409):
+        return True
+    if status == 401:
+        return _audited_route(request) or bool(request.headers.get("authorization"))
+    if getattr(request.state, "control_characters", False):
+        return _audited_route(request)
+    return False
 
 
 def answer_401_plainly(request: Request) -> None:
@@ -123,10 +130,12 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The answer for an error, shaped for the caller: JSON, an htmx fragment, or a page."""
-    # Refusals (403 role or origin, 409 conflict) are audited, unless the service that
-    # refused already recorded its own event (AdminError.audited, e.g. job-refused).
-    if status in (403, 409) and not getattr(request.state, "refusal_audited", False):
-        _audit_denied(request, status, message)
+    # Refusals are audited (refusals.record: anonymous repeats aggregated), unless the
+    # service that refused already recorded its own event (AdminError.audited).
+    if _is_audited_refusal(request, status):
+        if principals.cached(request) is None:
+            _principal(request)
+        refusals.record(request, status, message)
     if principals.is_api(request):
         extra = dict(headers or {})
         if status == 401:
@@ -162,7 +171,11 @@ def error_response(
 def _admin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminError)
     request.state.refusal_audited = exc.audited
-    return error_response(request, exc.status, exc.title, exc.message)
+    request.state.control_characters = isinstance(exc, ControlCharacters)
+    headers = None
+    if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error_response(request, exc.status, exc.title, exc.message, headers=headers)
 
 
 def _redirect_handler(request: Request, exc: Exception) -> Response:
@@ -193,17 +206,28 @@ _HTTP_TEXT = {
 }
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path (a 405's Allow header names them all)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path and compile_path(route.path)[0].match(request.url.path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    headers = dict(exc.headers or {})
     if status == 405:
         message = f"This address does not accept {request.method} requests."
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
     elif status in _HTTP_TEXT:
         title, message = _HTTP_TEXT[status]
     else:
         message = exc.detail if isinstance(exc.detail, str) else title
-    return error_response(request, status, title, message, headers=exc.headers)
+    return error_response(request, status, title, message, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -211,6 +235,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Redirect, _redirect_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+_GONE = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    ClientDisconnect,
+    ConnectionError,
+)
+
+
+def client_went_away(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception in a group) says the client is gone."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(client_went_away(inner) for inner in exc.exceptions)
+    return isinstance(exc, _GONE)
 
 
 class CatchAllMiddleware:
@@ -233,7 +273,12 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
+            if started and client_went_away(exc):
+                # A client that leaves in the middle of a response (a closed tab, a dropped
+                # live log) is normal: one debug line, no traceback.
+                log.debug("client left %s %s", scope.get("method"), scope.get("path"))
+                return
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 return

@@ -132,7 +132,7 @@ def check_password(
     if refusal is None:
         return
     if refusal.status == 429:
-        raise TooManyRequests(refusal.message)
+        raise TooManyRequests(refusal.message, retry_after=refusal.retry_after)
     # The error handler audits every 403 (AccessDenied, with this message).
     raise PermissionDenied(refusal.message, title="Password required")
 

@@ -10,8 +10,13 @@
 - Lines come from ``LogHub.follow_batches`` (from the store: any replica serves any job).
 - A line's text is HTML-escaped, and its line breaks become ``&#10;``: one fragment is one
   ``data:`` line, and nothing in a log line can end an event or start another.
-- Streams need a session or an API token (401, never a redirect), and each session or
-  token may hold ``SSE_MAX_STREAMS`` of them open at once (429 for the next).
+- Streams need a session or an API token (401, never a redirect). A user may hold
+  ``SSE_MAX_STREAMS`` of them open at once across all their sessions and tokens, the server
+  ``SSE_MAX_STREAMS_TOTAL`` (429 with Retry-After for the next).
+- Memory stays bounded (hub.py): lines go out in chunks, each made once the last was taken;
+  a client that stops reading is dropped after ``SSE_SEND_TIMEOUT`` (streams.py).
+- At shutdown every stream ends with a ``restarting`` event (``begin_shutdown``): the
+  browser reconnects, to another replica, instead of holding the shutdown up.
 """
 
 from __future__ import annotations
@@ -33,11 +38,16 @@ from starlette.requests import Request
 
 from admin.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from admin.jobs import Finished, LogHub, Published, queue
+from admin.jobs.hub import Closing
 from admin.web import principal as principals
+from admin.web import streams
 from admin.web.errors import answer_401_plainly
 
 # How long a browser waits before its own reconnect (milliseconds).
 RETRY_MS = 1500
+# What a 429 for too many streams asks the client to wait (seconds).
+STREAMS_RETRY_AFTER = 5
+RESTARTING = "The panel is restarting: the live log reconnects in a moment."
 # Seconds between two "fetch your status block again" events to one job page.
 STATUS_INTERVAL = 1.0
 _CLASS_NAME = re.compile(r"^[a-z]{1,16}$")
@@ -68,23 +78,29 @@ def resume_after(after: int, last_event_id: str | None) -> int:
     return max(after, last)
 
 
-# Open streams per session or token.
+# Open streams per user and per server.
 
 
 class StreamSlots:
-    """Counts open streams per caller (used from the event loop only: no lock needed)."""
+    """Counts open streams per user and in all (used from the event loop only: no lock)."""
 
     def __init__(self) -> None:
         self._open: Counter[str] = Counter()
+        self.total = 0
 
-    def acquire(self, key: str, limit: int) -> bool:
+    def acquire(self, key: str, limit: int, total_limit: int | None = None) -> str | None:
+        """None when a slot was taken; else why not: ``caller`` or ``server``."""
         if self._open[key] >= limit:
-            return False
+            return "caller"
+        if total_limit is not None and self.total >= total_limit:
+            return "server"
         self._open[key] += 1
-        return True
+        self.total += 1
+        return None
 
     def release(self, key: str) -> None:
         self._open[key] -= 1
+        self.total -= 1
         if self._open[key] <= 0:
             del self._open[key]
 
@@ -113,17 +129,26 @@ async def stream_caller(request: Request) -> AsyncIterator[principals.Principal]
         raise NotAuthenticated("Sign in to follow a job's live log.")
     if principal.user.must_change_password:
         raise PermissionDenied(f"{principal.user.username!r} must choose a new password first.")
-    if principal.token_id is not None:
-        key = f"token:{principal.token_id}"
-    else:
-        key = f"session:{principal.session_id}"
-    limit = principals.runtime_of(request).settings.sse_max_streams
+    # Per user, whatever the number of their sessions and tokens.
+    key = f"user:{principal.user.id}"
+    settings = principals.runtime_of(request).settings
+    limit = settings.sse_max_streams
     slots = slots_of(request.app)
-    if not slots.acquire(key, limit):
+    refused = slots.acquire(key, limit, settings.sse_max_streams_total)
+    if refused == "caller":
         raise TooManyRequests(
-            f"This session already follows {limit} live logs, the most it may. Close the "
-            "job pages you no longer watch (or their tabs) and reload this one.",
+            f"{principal.user.username!r} already follows {limit} live logs (in all their "
+            "sessions and tokens), the most a user may. Close the job pages you no longer "
+            "watch (or their tabs) and reload this one.",
             title="Too many live logs",
+            retry_after=STREAMS_RETRY_AFTER,
+        )
+    if refused == "server":
+        raise TooManyRequests(
+            "The panel follows as many live logs as it may right now. Try again in a moment, "
+            "or read the log on the job's page without following it.",
+            title="Too many live logs",
+            retry_after=STREAMS_RETRY_AFTER,
         )
     try:
         yield principal
@@ -162,6 +187,10 @@ class EventFormat:
 
     def done(self, status: str) -> ServerSentEvent:
         return ServerSentEvent(raw_data=status, event="done")
+
+    def restarting(self, reason: str) -> ServerSentEvent:
+        """The last event before the server shuts down: the client reconnects elsewhere."""
+        return ServerSentEvent(raw_data=reason, event="restarting", retry=RETRY_MS)
 
 
 class PageEvents(EventFormat):
@@ -219,6 +248,24 @@ async def events(
             elif isinstance(item, Finished):
                 yield fmt.done(item.status)
                 return
+            elif isinstance(item, Closing):
+                yield fmt.restarting(item.reason)
+                return
             else:
                 for event in fmt.lines(item):
                     yield event
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """End every live-log stream with a ``restarting`` event (the server is stopping).
+
+    Called by ``schema-admin serve`` when it is told to stop, before uvicorn waits for
+    open responses: streams never end by themselves, and the shutdown that cancels the
+    running jobs would otherwise wait for every viewer to leave.
+    """
+    app.state.draining = True
+    hub: LogHub | None = getattr(app.state, "hub", None)
+    if hub is not None:
+        hub.close_all(RESTARTING)
+    # A client that does not read would hold its stream (and the shutdown) up: 1 s more.
+    streams.hurry(app.state)

@@ -181,7 +181,8 @@ def base_context(request: Request) -> dict[str, Any]:
         "settings": settings,
         "environment": settings.environment.value,
         "environment_class": ENVIRONMENT_BADGE[settings.environment],
-        "target_url": settings.target_url_masked,
+        # Anonymous pages (sign-in, errors) say nothing about the target database.
+        "target_url": settings.target_url_masked if user is not None else None,
         "nav": nav_for(role),
         "current_path": request.url.path,
         "hx_headers": (

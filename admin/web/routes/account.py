@@ -8,24 +8,35 @@ from fastapi import APIRouter, Form
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin.auth import users
+from admin.auth import policy, users
 from admin.errors import InvalidInput
 from admin.store.models import User
-from admin.web.deps import PASSWORD_FORM, ActorDep, PrincipalDep, SignedInUser, StoreSession
+from admin.web.deps import (
+    PASSWORD_FORM,
+    ActorDep,
+    PrincipalDep,
+    RuntimeDep,
+    SignedInUser,
+    StoreSession,
+)
 from admin.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
 _MAX = 8192
+# The policy's rules, shown beside the form (the server checks them, not the browser).
+_RULES = {"rules": policy.RULES, "min_length": policy.MIN_LENGTH}
 
 
 @router.get(PASSWORD_FORM)
 def password_form(request: Request, user: SignedInUser) -> Response:
-    return render(request, "account_password.html", {"forced": user.must_change_password})
+    context = {"forced": user.must_change_password, **_RULES}
+    return render(request, "account_password.html", context)
 
 
 @router.post(PASSWORD_FORM)
 def change_password(
     request: Request,
+    runtime: RuntimeDep,
     session: StoreSession,
     principal: PrincipalDep,
     actor: ActorDep,
@@ -48,6 +59,9 @@ def change_password(
             keep_session_id=principal.session_id,
         )
     except InvalidInput as exc:
-        context = {"forced": forced, "error": exc.message[:1].upper() + exc.message[1:] + "."}
+        message = exc.message[:1].upper() + exc.message[1:] + "."
+        context = {"forced": forced, "error": message, **_RULES}
         return render(request, "account_password.html", context, status=exc.status)
+    # The one-time password of the first admin is spent: its file goes too.
+    users.forget_initial_password(runtime.settings.var_dir, user.username)
     return redirect(request, "/", message="Your password has been changed.")

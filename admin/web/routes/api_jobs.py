@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,9 +69,9 @@ class JobOut(BaseModel):
     requested_role: str | None
     source: Literal["web", "api", "cli", "entrypoint"]
     client_addr: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
     duration_seconds: float | None
     exit_code: int | None
     error: str | None
@@ -122,7 +121,7 @@ class JobPage(BaseModel):
 
 class LogLine(BaseModel):
     seq: int = Field(description="1, 2, 3, ... within the job; also the SSE event id.")
-    created_at: datetime | None = Field(
+    created_at: AwareDatetime | None = Field(
         None, description="When the line was stored (not sent in live events)."
     )
     level: str = Field(description="debug, info, step, sql, warning or error")
@@ -144,6 +143,12 @@ class Done(BaseModel):
     """The last event of a live log."""
 
     status: Status
+
+
+class Restarting(BaseModel):
+    """The last event before the server shuts down: reconnect (to another replica)."""
+
+    detail: str
 
 
 @router.post(
@@ -249,6 +254,10 @@ class _JsonEvents(livelog.EventFormat):
     def done(self, status: str) -> ServerSentEvent:
         return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
 
+    def restarting(self, reason: str) -> ServerSentEvent:
+        data = Restarting(detail=reason)
+        return ServerSentEvent(data=data, event="restarting", retry=livelog.RETRY_MS)
+
 
 @router.get(
     "/{job_id}/events",
@@ -262,7 +271,8 @@ async def job_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """``line`` events (JSON ``LogLine``, id = seq) after ``max(after, Last-Event-ID)``,
-    keep-alive comments, then one ``done`` event with the job's final status."""
+    keep-alive comments, then one ``done`` event with the job's final status (or, when the
+    server shuts down, one ``restarting`` event: reconnect with ``Last-Event-ID``)."""
     keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
     async for event in livelog.events(

@@ -6,17 +6,18 @@ errors come back as JSON ``{"status", "title", "detail"}`` with their 4xx status
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
 
 from admin import history, migrations, preview
 from admin.migrations import Revision
 from admin.web import target_reads
 from admin.web.deps import ActorDep, CurrentUser, ReviewerUser, RuntimeDep, StoreSession
+from admin.web.routes.revisions import record_sql_viewed
 
 router = APIRouter(prefix="/api/v1", tags=["migrations"])
 
@@ -31,6 +32,10 @@ StateName = Literal[
 ]
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
+
+
 class RevisionSummary(BaseModel):
     """A revision as the history lists it."""
 
@@ -38,7 +43,10 @@ class RevisionSummary(BaseModel):
     message: str
     down_revisions: list[str] = Field(description="parents (two or more for a merge)")
     branch_labels: list[str]
-    create_date: datetime | None
+    create_date: AwareDatetime | None = Field(
+        description="the file's Create Date, in UTC (a date without a zone is read as the "
+        "server's local time, as Alembic writes it)"
+    )
     is_head: bool
     is_base: bool
     is_branch_point: bool
@@ -51,7 +59,7 @@ class RevisionSummary(BaseModel):
             message=rev.message,
             down_revisions=list(rev.down_revisions),
             branch_labels=list(rev.branch_labels),
-            create_date=rev.create_date,
+            create_date=_aware(rev.create_date),
             is_head=rev.is_head,
             is_base=rev.is_base,
             is_branch_point=rev.is_branch_point,
@@ -217,10 +225,14 @@ def _one(step: history.OneStep) -> OneStepOut:
 def revision(
     user: CurrentUser,
     runtime: RuntimeDep,
+    session: StoreSession,
+    actor: ActorDep,
     revision_id: Annotated[str, Path(max_length=200, description="an id or a unique prefix")],
 ) -> RevisionOut:
-    """A revision by id or unique prefix (404 unknown, 400 malformed or ambiguous)."""
+    """A revision by id or unique prefix (404 unknown, 400 malformed or ambiguous); showing
+    its SQL is audited (``revision-sql-viewed``)."""
     detail = history.revision_detail(_project(runtime), runtime.settings.database_url, revision_id)
+    record_sql_viewed(session, actor, detail)
     rev = detail.revision
     return RevisionOut(
         **RevisionSummary.of(rev).model_dump(),

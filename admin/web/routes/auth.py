@@ -62,7 +62,8 @@ def sign_in(
     )
     if attempt.user is None:
         context = {"error": attempt.message, "username": username, "next": safe_next(next)}
-        return render(request, "login.html", context, status=attempt.status)
+        headers = {"Retry-After": str(attempt.retry_after)} if attempt.retry_after else None
+        return render(request, "login.html", context, status=attempt.status, headers=headers)
     user = attempt.user
     # A new token at every sign-in; whatever session this browser had ends.
     old_token = request.cookies.get(principals.cookie_name(request, principals.SESSION_COOKIE))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import audit, history, migrations
-from admin.web.deps import CurrentUser, RuntimeDep
+from admin.web.deps import ActorDep, CurrentUser, RuntimeDep, StoreSession
 from admin.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -35,17 +36,32 @@ def revisions(
     return render(request, "revisions.html", {"history": listing}, block="history_table")
 
 
+def record_sql_viewed(session: Session, actor: audit.Actor, detail: history.RevisionDetail) -> None:
+    """The revision's SQL was shown to ``actor``: audited like a preview (sql-previewed)."""
+    event = audit.RevisionSqlViewed(
+        revision_id=detail.revision.id,
+        dialect=detail.dialect,
+        upgrade_sql=detail.upgrade.sql is not None,
+        downgrade_sql=detail.downgrade.sql is not None,
+        sha256=detail.revision.sha256,
+    )
+    audit.record(session, event, actor, revision=detail.revision.id)
+
+
 @router.get("/revisions/{revision_id}")
 def revision(
     request: Request,
     user: CurrentUser,
     runtime: RuntimeDep,
+    session: StoreSession,
+    actor: ActorDep,
     revision_id: Annotated[str, Path(max_length=200)],
 ) -> Response:
     """A revision by id or unique prefix: metadata, source, and its own upgrade/downgrade SQL."""
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     detail = history.revision_detail(project, settings.database_url, revision_id)
+    record_sql_viewed(session, actor, detail)
     # "Applied by X at T (job N)", from the audit trail.
     with runtime.reads() as session:
         applied = audit.last_applied(session, detail.revision.id)

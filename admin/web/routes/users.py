@@ -65,9 +65,7 @@ def add_user(
 ) -> Response:
     password = passwords.random_password()
     try:
-        user = users.create(
-            session, actor, username, users.parse_role(role), password, check_password=False
-        )
+        user = users.create(session, actor, username, users.parse_role(role), password)
     except AdminError as exc:
         record_refusal(request, session, actor, exc)
         form = {"username": username, "role": role}
