@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from admin import files, secrets_entropy
 from admin.errors import ConfigError
+from admin.urls import mask_url
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parent
@@ -91,28 +92,6 @@ def normalize_database_url(value: str) -> str:
 
 
 # libpq parameters that carry a secret (or where one is kept) when given in a URL's query.
-SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "sslkey", "passfile", "sslcrl"})
-_MASK = "***"
-_MASK_SENTINEL = "MASKEDSECRETVALUE"
-
-
-def mask_url(value: str | URL) -> str:
-    """The one way a database URL is shown or logged: secrets replaced by ``***``.
-
-    Masks the userinfo password and every libpq secret given as a query parameter
-    (``?password=``, ``sslpassword=``, ``sslkey=``...: valid libpq syntax). A value that
-    does not parse as a URL is not shown at all.
-    """
-    try:
-        url = make_url(value) if isinstance(value, str) else value
-    except (ArgumentError, ValueError):
-        return "(a database URL that cannot be read)"
-    secret = {key: _MASK_SENTINEL for key in url.query if key.lower() in SECRET_QUERY_KEYS}
-    if secret:
-        url = url.update_query_dict(secret)
-    return url.render_as_string(hide_password=True).replace(_MASK_SENTINEL, _MASK)
-
-
 class Settings(BaseSettings):
     """Everything the panel, the CLI, the worker and the entrypoint are configured by."""
 

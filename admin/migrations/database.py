@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from admin.errors import AdminError, Unavailable, describe
+from admin.urls import mask_url
 
 if TYPE_CHECKING:
     from admin.config import Settings
@@ -97,7 +98,8 @@ class TargetMissing(Unavailable):
 
 
 def masked(url: str | URL) -> str:
-    return (make_url(url) if isinstance(url, str) else url).render_as_string(hide_password=True)
+    """The URL as it may be shown (``admin.urls.mask_url``: every secret masked)."""
+    return mask_url(url)
 
 
 def is_postgresql(url: str) -> bool:

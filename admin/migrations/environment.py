@@ -31,6 +31,7 @@ from sqlalchemy import Connection, text
 
 from admin.migrations.capture import Capture
 from admin.migrations.errors import MigrationError
+from admin.urls import mask_url
 
 
 class WrongDatabase(MigrationError):
@@ -49,7 +50,7 @@ class NotWhereExpected(MigrationError):
 
 def describe_connection(connection: Connection) -> str:
     """Where a connection is, as far as a person needs it (password masked)."""
-    url = connection.engine.url.render_as_string(hide_password=True)
+    url = mask_url(connection.engine.url)
     if connection.dialect.name != "postgresql":
         return url
     return f"{url} (database {connection.engine.url.database!r})"

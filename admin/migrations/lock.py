@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from admin.errors import Conflict, Unavailable, describe
 from admin.migrations import database as databases
+from admin.urls import mask_url
 
 # The advisory lock key (per database); plain `alembic` runs through env.py take it too.
 LOCK_KEY = 0x41504558_4D494752  # "APEXMIGR"
@@ -71,8 +72,7 @@ def _postgresql_lock(url: str, wait: float, owner: str) -> Iterator[None]:
             _acquire(connection, url, wait)
         except SQLAlchemyError as exc:
             raise Unavailable(
-                f"could not take the migration lock on {make_url(url).render_as_string()}: "
-                f"{describe(exc)}"
+                f"could not take the migration lock on {mask_url(url)}: {describe(exc)}"
             ) from exc
         try:
             yield

@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from admin import files
 from admin.errors import Unavailable, describe
+from admin.urls import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Seconds to establish a connection to a PostgreSQL store.
@@ -55,7 +56,7 @@ def _store_message(url: URL, error: BaseException) -> str:
         f'database "{url.database}" does not exist' in detail
     ):
         return missing_store(url)
-    return f"the store {url.render_as_string(hide_password=True)} does not answer: {detail}"
+    return f"the store {mask_url(url)} does not answer: {detail}"
 
 
 def missing_store(url: str | URL) -> str:
@@ -65,7 +66,7 @@ def missing_store(url: str | URL) -> str:
     user = f"-U {url.username} " if url.username else ""
     return (
         f"the store database {url.database!r} does not exist on "
-        f"{url.render_as_string(hide_password=True)}: create it (createdb {host}{user}"
+        f"{mask_url(url)}: create it (createdb {host}{user}"
         f"{url.database}), or start with `schema-admin entrypoint` and INIT_DB=true"
     )
 

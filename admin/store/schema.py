@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from admin.errors import Unavailable, describe
 from admin.store.db import StoreUnavailable, ensure_sqlite_parent
+from admin.urls import mask_url
 
 VERSION_TABLE = "admin_alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -94,7 +95,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     except StoreUnavailable:
         raise  # already one line that says what to do
     except SQLAlchemyError as exc:
-        where = engine.url.render_as_string(hide_password=True)
+        where = mask_url(engine.url)
         raise Unavailable(f"the store {where} could not be upgraded: {describe(exc)}") from exc
     if before != after:
         log.info("store schema upgraded from %s to %s", before or "empty", after)
