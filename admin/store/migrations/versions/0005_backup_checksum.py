@@ -1,7 +1,7 @@
 """Backups: the sha256 a check found when a backup's file no longer matched its own.
 
-Revision ID: truth_0001
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-10 12:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "truth_0001"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
