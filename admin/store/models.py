@@ -283,7 +283,7 @@ class Backup(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
-    # Store revision truth_0001: the sha256 a check found when the file no longer matched
+    # Store revision 0005: the sha256 a check found when the file no longer matched
     # ``sha256`` (a verify or a restore caught it); cleared when the file verifies again.
     found_sha256: Mapped[str | None] = mapped_column(String(64))
 
