@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from helpers import LiveServer, login, page_soup
 from jobs_support import write_project
@@ -70,11 +69,6 @@ def _http(server: LiveServer) -> Any:
     return httpx.Client(base_url=server.url, timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema-admin status words its error with migrations.database.masked, which "
-    "must delegate to admin.config.mask_url (the lead's one-line change in migrations/)",
-)
 def test_status_names_the_unreachable_target_without_its_password(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "admin", "status"],

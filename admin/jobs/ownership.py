@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection, select, update
 
@@ -43,7 +44,24 @@ class Owner:
 
     @classmethod
     def new(cls, role: str) -> Owner:
-        return cls(role, this_host(), os.getpid(), secrets.token_hex(6))
+        # The token starts with the process's start time: a later process that gets the same
+        # pid is not taken for this one.
+        started = process_start(os.getpid())
+        return cls(role, this_host(), os.getpid(), f"{started or 0}.{secrets.token_hex(4)}")
+
+    def alive(self) -> bool:
+        """This owner's process still runs (on this host only: elsewhere, a pid says nothing)."""
+        if not self.here:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        started, _, _ = self.token.partition(".")
+        now = process_start(self.pid)
+        return not (started.isdigit() and int(started) and now and now != int(started))
 
     @classmethod
     def parse(cls, text: str | None) -> Owner | None:
@@ -60,6 +78,17 @@ class Owner:
 
 def this_host() -> str:
     return socket.gethostname()[:64]
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
 
 def describe(text: str | None) -> str:

@@ -222,6 +222,8 @@ class Order:
     cache_dir: str | None = None
     # The supervisor that owns the job: the worker takes over from it if it dies.
     owner: str | None = None
+    # How to connect to the target (TARGET_* settings: timeouts, keepalives).
+    target_connection: dict[str, Any] | None = None
 
     def encode(self) -> str:
         return json.dumps(dataclasses.asdict(self))

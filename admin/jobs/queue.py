@@ -115,13 +115,13 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
     settings = rt.settings
     plan: migrations.Plan | None = None
     current: tuple[str, ...] = ()
-    key = migrations.identity_key(settings.database_url)
     # A busy target is refused first: before the revision files are read, and before a
     # plan made while the other job moves the database could pass for a changed one.
     try:
+        key = migrations.identity_key(settings.database_url)
         check_free(rt)
-    except Conflict as busy:
-        _refuse(rt, request, actor, busy)
+    except AdminError as refused:  # busy, or a target that cannot say what it is
+        _refuse(rt, request, actor, refused)
     try:
         if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP:
             plan, current = _plan(rt, request)

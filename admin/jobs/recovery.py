@@ -64,7 +64,7 @@ def worker_label(job_id: int) -> str:
 def _owner_alive(job: Job, lease: timedelta) -> str | None:
     owner = Owner.parse(job.owner)
     if owner is not None and owner.here:
-        if pid_alive(owner.pid, "admin"):
+        if owner.alive():
             return f"its owner, process {owner.pid} here, is alive"
         return None
     seen = job.heartbeat_at or job.created_at

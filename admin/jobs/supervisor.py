@@ -66,6 +66,7 @@ def work_order(job: Job, settings: Settings, owner: Owner | None = None) -> Orde
         backup_gate=settings.backups_gate_migrations,
         cache_dir=str(settings.cache_dir),
         owner=str(owner) if owner is not None else None,
+        target_connection=migrations.ConnectOptions.from_settings(settings).as_dict(),
     )
 
 
@@ -366,7 +367,10 @@ class Supervisor:
         level = "info" if status is JobStatus.SUCCEEDED else "error"
         self._store([queue.NewLine(summary, level, "runner")], steps_done=steps)
         result = self._result or {}
-        fingerprint = self._script.result(RENDER_TIMEOUT) if self._script else None
+        # A job that ran its plan waits for the plan's script; one that ended early does not
+        # hold its end (a shutdown's cancel) for it.
+        patience = RENDER_TIMEOUT if status is JobStatus.SUCCEEDED else 2.0
+        fingerprint = self._script.result(patience) if self._script else None
         deadline = time.monotonic() + max(self.rt.settings.job_lease, 10.0)
         while True:
             try:

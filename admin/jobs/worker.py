@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None, out: Emitter | None = None) -> int:
     if order.job_id != int(args[0]):
         out.result("failed", error=f"the work order on stdin is for job {order.job_id}")
         return EXIT_CONFIG
+    if order.target_connection:
+        migrations.configure(migrations.ConnectOptions(**order.target_connection))
     watchman = Watchman(order, out)
     watchman.start()
     ctx = Context(order, out, watchman)

@@ -70,8 +70,10 @@ def test_previews_leave_the_panels_logging_alone(reviewer: tuple[TestClient, Pat
     events = logging.getLogger("admin.audit.events")
     seen = _Records()
     events.addHandler(seen)
-    level = events.level
-    events.setLevel(logging.INFO)  # what serve's logging set-up does with AUDIT_LOG_JSON
+    level, disabled = events.level, events.disabled
+    # What serve's logging set-up does with AUDIT_LOG_JSON (another test may have done else).
+    events.setLevel(logging.INFO)
+    events.disabled = False
     try:
         for _ in range(2):
             answer = client.get(
@@ -91,6 +93,7 @@ def test_previews_leave_the_panels_logging_alone(reviewer: tuple[TestClient, Pat
     finally:
         events.removeHandler(seen)
         events.setLevel(level)
+        events.disabled = disabled
 
 
 def test_module_level_state_renders_the_same_every_time(
