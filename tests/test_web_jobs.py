@@ -241,7 +241,10 @@ def test_a_second_job_is_refused_naming_the_first_then_cancel(
     # The status block is fetched again at the end and when the stream says so.
     status = page.select_one("#job-status")
     assert status is not None and status["hx-get"] == f"/jobs/{job_id}"
-    assert [t.strip() for t in str(status["hx-trigger"]).split(",")] == ["sse:done", "sse:status"]
+    triggers = [t.strip() for t in str(status["hx-trigger"]).split(",")]
+    assert triggers == ["sse:done", "sse:status", "job:settle"]
+    # A trigger while a fetch is in flight replaces it (htmx would drop it by default).
+    assert status["hx-sync"] == "this:replace"
 
     admin = jobs.as_role("admin")
     second = admin.post(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from admin import logs
-from admin.cli.base import Commands
+from admin import demo, logs
+from admin.cli.base import Commands, cli_actor
 from admin.config import Settings
 
 
@@ -15,7 +15,9 @@ def register(commands: Commands) -> None:
         help="run the web panel",
         description="Serve the panel (HOST and PORT by default). The store's schema is "
         "upgraded at start; on a store with no users a first admin is created and its "
-        "one-time password printed.",
+        "one-time password printed. On the embedded default (DATABASE_URL not set, "
+        "development) a missing demo target is created first, at an early revision of the "
+        "CRM project with a few rows, so there are revisions to apply.",
     )
     parser.add_argument("--host", help="address to listen on (default: HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT)")
@@ -30,6 +32,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
+    demo.create_for_serve(settings, cli_actor())
     logs.configure(settings)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(

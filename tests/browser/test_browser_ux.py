@@ -1,0 +1,277 @@
+"""An operator's pages in a real browser: every page fits a phone (no sideways scrolling of
+the page), refusals are shown in place with what was typed kept, quick actions open the
+right preview, and times are local with JavaScript and UTC without.
+
+One server for the module: a SQLite store, a SQLite target with the CRM project at its
+second revision, and jobs of every kind made through the CLI (an upgrade, a backup, a
+restore into a new database, a migration that fails on a held lock).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from helpers import PASSWORD, LiveServer
+
+from admin import migrations
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+EARLY = "20240101000000"
+INITIAL = "196dfdb50f6c"
+WIDTHS = (390, 360)
+
+
+def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``schema-admin`` against the server's store and target; its exit code is kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=server.root,
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def ux_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("browser-ux")
+    server = LiveServer(root / "server", env_overrides={"MIGRATION_LOCK_WAIT": "0.3"}).start()
+    try:
+        target = server.env()["DATABASE_URL"]
+        migrations.create_database(target)
+        assert _cli(server, "migrate", EARLY).returncode == 0  # job 1: upgrade
+        assert _cli(server, "backup").returncode == 0  # job 2: backup 1
+        assert _cli(server, "restore", "1", "--into", "copy.sqlite3").returncode == 0  # job 3
+        # Job 4: an upgrade that fails, the migration lock being held elsewhere.
+        with migrations.migration_lock(target, wait=1, owner="a test holding the lock"):
+            assert _cli(server, "migrate").returncode == 1
+        server.add_user("ux-admin", "admin")
+        yield server
+    finally:
+        server.stop()
+        migrations.dispose_engines()
+
+
+def _sign_in(page: Any, base: str, username: str = "ux-admin") -> None:
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+PAGES = (
+    "/",
+    "/revisions",
+    "/revisions?q=client",
+    f"/revisions/{EARLY}",
+    "/preview",
+    "/preview?direction=upgrade&target=head",
+    "/preview?direction=downgrade&target=base",
+    "/preview?direction=upgrade&target=nope",
+    "/jobs",
+    "/jobs?kind=backup",
+    "/jobs/1",
+    "/jobs/2",
+    "/jobs/3",
+    "/jobs/4",
+    "/backups",
+    "/backups/1",
+    "/audit",
+    "/users",
+    "/tokens",
+    "/account/password",
+    "/no-such-page",
+)
+
+
+def _overflow(page: Any) -> int:
+    """How many pixels the page is wider than the window (0: no sideways scrolling)."""
+    return int(
+        page.evaluate(
+            "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+            " - document.documentElement.clientWidth"
+        )
+    )
+
+
+def test_every_page_fits_a_phone(ux_server: LiveServer, browser: Any) -> None:
+    base = ux_server.url
+    for width in WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        try:
+            page = context.new_page()
+            page.goto(base + "/login")
+            assert _overflow(page) <= 0, f"/login is wider than {width} px"
+            _sign_in(page, base)
+            too_wide = {}
+            for path in PAGES:
+                page.goto(base + path)
+                if (extra := _overflow(page)) > 0:
+                    too_wide[path] = extra
+            assert too_wide == {}, f"pages wider than {width} px (by px): {too_wide}"
+            # Wide tables scroll inside their own box, never the page: the history's does.
+            page.goto(base + "/revisions")
+            inner = page.locator("#history-table .table-wrap").evaluate(
+                "box => box.scrollWidth > box.clientWidth"
+            )
+            assert inner and _overflow(page) <= 0
+        finally:
+            context.close()
+
+
+def test_a_wrong_confirmation_is_shown_above_the_form_with_what_was_typed(
+    ux_server: LiveServer, page: Any
+) -> None:
+    base = ux_server.url
+    _sign_in(page, base)
+    page.goto(base + "/preview?direction=downgrade&target=base")
+    page.fill("#confirm_target", "not-the-revision")
+    with page.expect_response(re.compile(r".*/jobs$")) as answer:
+        page.click("#apply-submit")
+    assert answer.value.status == 400
+    refused = page.locator("#apply #apply-refused")
+    assert "does not match" in refused.locator(".error-message").inner_text()
+    # Still the preview of the same plan, with its form and the typed value.
+    assert page.locator("#plan-to").inner_text() == "base"
+    assert page.locator("#confirm_target").input_value() == "not-the-revision"
+    assert page.locator("#confirm_target").get_attribute("aria-invalid") == "true"
+    # The reason sits above the form it is about.
+    above = page.evaluate(
+        "document.querySelector('#apply-refused').compareDocumentPosition("
+        "document.querySelector('#apply-form')) & Node.DOCUMENT_POSITION_FOLLOWING"
+    )
+    assert above
+    # The page's own 400 is the only thing the console reports (no CSP violation, no error).
+    assert all("status of 400" in e for e in page.console_errors), page.console_errors
+
+
+def test_a_changed_plan_says_what_changed_and_offers_the_new_plan(
+    ux_server: LiveServer, page: Any
+) -> None:
+    base = ux_server.url
+    _sign_in(page, base)
+    page.goto(base + "/preview?direction=downgrade&target=base")
+    assert page.locator("#plan-steps li").count() == 2
+    # Meanwhile someone moves the database (a stamp from the command line).
+    assert _cli(ux_server, "stamp", INITIAL).returncode == 0
+    try:
+        page.fill("#confirm_target", "base")
+        with page.expect_response(re.compile(r".*/jobs$")) as answer:
+            page.click("#apply-submit")
+        assert answer.value.status == 409
+        refused = page.locator("#apply-refused")
+        assert refused.locator(".error-title").inner_text() == "Plan changed"
+        moved = page.locator("#change-database-moved").inner_text()
+        assert f"it was at {EARLY}" in moved and f"it is now at {INITIAL}" in moved
+        assert EARLY in page.locator("#change-removed").inner_text()
+        # No form to apply a plan nobody has seen; the form above keeps the request.
+        assert page.locator("#apply-form").count() == 0
+        assert page.locator("#target").input_value() == "base"
+        page.click("#review-new-plan")
+        page.wait_for_url(re.compile(r".*/preview\?direction=downgrade&target=base$"))
+        assert page.locator("#plan-steps li").count() == 1
+        assert page.locator("#plan-from").inner_text() == INITIAL
+    finally:
+        assert _cli(ux_server, "stamp", EARLY).returncode == 0
+
+
+def test_quick_actions_open_the_right_preview(ux_server: LiveServer, page: Any) -> None:
+    base = ux_server.url
+    _sign_in(page, base)
+    # The dashboard: the last migration is the failed job 4, apart from the recent jobs.
+    assert page.locator("#last-migration [data-job-id]").get_attribute("data-job-id") == "4"
+    page.click("#rollback-last")
+    page.wait_for_url(re.compile(r".*/preview\?direction=downgrade&target=-1$"))
+    assert page.locator("#plan-from").inner_text() == EARLY
+    assert page.locator("#plan-to").inner_text() == INITIAL
+    assert page.locator("#apply-form").count() == 1  # applied from there, never from here
+
+    # A succeeded upgrade: roll it back (downgrade to where it started).
+    page.goto(base + "/jobs/1")
+    assert page.locator("#retry-job").count() == 0
+    page.click("#rollback-job")
+    page.wait_for_url(re.compile(r".*/preview\?direction=downgrade&target=base$"))
+    assert page.locator("#plan-steps li").count() == 2
+
+    # A failed upgrade: retry it through its preview.
+    page.goto(base + "/jobs/4")
+    assert page.locator("#job-status").get_attribute("data-status") == "failed"
+    assert page.locator("#rollback-job").count() == 0
+    page.click("#retry-job")
+    page.wait_for_url(re.compile(r".*/preview\?direction=upgrade&target=head$"))
+    assert page.locator("#plan-steps li").count() == 6
+
+    # A backup job offers neither (nothing to roll back; it succeeded).
+    page.goto(base + "/jobs/2")
+    assert page.locator("#rollback-job, #retry-job").count() == 0
+    # The upgrade's preview answers 422 (a step cannot be rendered offline on SQLite).
+    assert all("status of 422" in e for e in page.console_errors), page.console_errors
+
+
+def _utc_shown(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+
+
+def test_times_are_local_with_javascript_and_utc_without(
+    ux_server: LiveServer, browser: Any, nojs_page: Any
+) -> None:
+    base = ux_server.url
+    _sign_in(nojs_page, base)
+    nojs_page.goto(base + "/jobs/1")
+    queued = nojs_page.locator("#job-queued time")
+    utc_text = queued.inner_text()
+    assert utc_text.endswith(" UTC")
+    at = _utc_shown(utc_text)
+    exact = datetime.fromisoformat(str(queued.get_attribute("datetime")))
+    assert exact.replace(microsecond=0) == at
+    nojs_page.goto(base + "/jobs")
+    assert nojs_page.locator("#jobs tr[data-job-id='1'] time").inner_text().endswith(" UTC")
+
+    context = browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    try:
+        page = context.new_page()
+        _sign_in(page, base)
+        page.goto(base + "/jobs/1")
+        local = page.locator("#job-queued time")
+        tokyo = at + timedelta(hours=9)
+        assert local.inner_text() == tokyo.strftime("%Y-%m-%d %H:%M:%S") + " GMT+9"
+        assert local.get_attribute("title") == utc_text  # UTC on hover
+        # Lists say how long ago, with both times on hover.
+        page.goto(base + "/jobs")
+        listed = page.locator("#jobs tr[data-job-id='1'] time")
+        assert re.fullmatch(r"just now|\d+ min ago|1 hour ago|\d+ hours ago", listed.inner_text())
+        assert listed.get_attribute("title").endswith(" UTC")
+        assert tokyo.strftime("%Y-%m-%d %H:%M") in listed.get_attribute("title")
+    finally:
+        context.close()
+
+
+def test_job_pages_show_the_facts_of_their_kind(ux_server: LiveServer, page: Any) -> None:
+    base = ux_server.url
+    _sign_in(page, base)
+    # A backup: no steps, no plan; its file, size, checksum and verification.
+    page.goto(base + "/jobs/2")
+    assert page.locator("h1").inner_text() == "Job 2: backup"
+    assert page.locator("#job-steps, #job-plan").count() == 0
+    assert page.locator("#job-backup-format").inner_text().startswith("sqlite")
+    assert re.fullmatch(r"[0-9a-f]{64}", page.locator("#job-backup-sha256").inner_text())
+    assert "read back in full" in page.locator("#job-backup-verified").inner_text()
+    assert page.locator("#job-backup a").get_attribute("href") == "/backups/1"
+    # A restore into a new database: the target is not touched, the copy has its revision.
+    page.goto(base + "/jobs/3")
+    assert page.locator("h1").inner_text() == "Job 3: restore of backup 1 into a new database"
+    assert page.locator("#job-revision-after").count() == 0
+    assert page.locator("#job-target-revision").inner_text() == f"not touched: at {EARLY}"
+    destination = page.locator("#job-destination").inner_text()
+    assert "copy.sqlite3" in destination and EARLY in destination
+    assert page.locator("#job-backup a").get_attribute("href") == "/backups/1"
+    assert page.locator("#job-safety-backup").inner_text() == "none"
