@@ -154,31 +154,40 @@
     if (swapped instanceof Element) showLocalTimes(swapped);
   });
 
-  // The job page's status block after the stream's done: the block asks for itself on
-  // sse:done and sse:status (replacing a fetch in flight), and the stream may close before
-  // its last answer is in. Until the block shows an ended job, ask again: soon, then every
-  // few seconds; each answer replaces the block, so this stops once the stored state shows.
+  // The job page's status block after the stream's done: #job-live asks for its content on
+  // sse:done and sse:status (queued behind a fetch in flight), and the stream may close
+  // before the last answer is in. Until the block shows an ended job, ask again: soon, then
+  // every few seconds.
+  var ENDED = /^(succeeded|failed|cancelled|interrupted)$/;
   var settleTimer = null;
+
+  function jobEnded() {
+    var block = document.getElementById("job-status");
+    return !block || ENDED.test(block.getAttribute("data-status") || "");
+  }
 
   function settleJobStatus(attempt) {
     settleTimer = null;
-    var block = document.querySelector("#job-status[hx-get]");
-    if (!block || !window.htmx) return;
-    window.htmx.trigger(block, "job:settle");
+    var live = document.querySelector("#job-live[hx-get]");
+    if (!live || !window.htmx || jobEnded()) return;
+    window.htmx.trigger(live, "job:settle");
     var wait = attempt < 5 ? 400 * (attempt + 1) : 5000;
     settleTimer = window.setTimeout(function () { settleJobStatus(attempt + 1); }, wait);
   }
 
-  document.addEventListener("htmx:sseMessage", function (event) {
-    if (!(event.target instanceof Element) || event.target.id !== "job-status") return;
-    var type = event.detail && event.detail.type;
-    if (type === "done" && settleTimer === null) {
+  function settleSoon() {
+    if (settleTimer === null) {
       settleTimer = window.setTimeout(function () { settleJobStatus(0); }, 300);
+    }
+  }
+
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var type = event.detail && event.detail.type;
+    if (event.target instanceof Element && event.target.id === "job-live" && type === "done") {
+      settleSoon();
     }
   });
   document.addEventListener("htmx:sseClose", function () {
-    if (settleTimer === null && document.querySelector("#job-status[hx-get]")) {
-      settleTimer = window.setTimeout(function () { settleJobStatus(0); }, 300);
-    }
+    if (document.getElementById("job-live")) settleSoon();
   });
 })();
