@@ -4,7 +4,8 @@ Starts ``python -m admin serve`` on the embedded default in a fresh directory (s
 target is created as on a first ``make run``), signs in as the first admin, takes a backup,
 then photographs the dashboard and the preview of the pending revisions, applies them, and
 photographs the job's page and the history. Run from the repo root:
-``.venv/bin/python tests/browser/screenshots.py [OUT_DIR]``.
+``.venv/bin/python tests/browser/screenshots.py [OUT_DIR] [--all]`` (``--all`` adds the
+other pages, for a review; ``make screenshots`` commits only the four).
 """
 
 from __future__ import annotations
@@ -84,7 +85,22 @@ def shoot(context: Any, url: str, name: str, out: Path) -> None:
         page.close()
 
 
-def main(out: Path) -> None:
+# The other pages (--all): their paths once the main shots are taken.
+MORE = {
+    "jobs": "/jobs",
+    "backups": "/backups",
+    "backup": "/backups/1",
+    "backup-job": "/jobs/2",
+    "audit": "/audit",
+    "users": "/users",
+    "tokens": "/tokens",
+    "revision": "/revisions/e47a90b3d6f1",
+    "downgrade-preview": "/preview?direction=downgrade&target=-1",
+    "account": "/account/password",
+}
+
+
+def main(out: Path, everything: bool = False) -> None:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +128,10 @@ def main(out: Path) -> None:
                 page.wait_for_selector("#job-status[data-status='succeeded']", timeout=60_000)
                 shoot(context, page.url, "job", out)
                 shoot(context, base + "/revisions", "history", out)
+                if everything:
+                    for name, path in MORE.items():
+                        shoot(context, base + path, name, out)
+                    shoot(browser.new_context(), base + "/login", "login", out)
                 browser.close()
         finally:
             server.terminate()
@@ -120,4 +140,8 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_ROOT / "docs" / "screenshots")
+    arguments = [a for a in sys.argv[1:] if a != "--all"]
+    main(
+        Path(arguments[0]) if arguments else REPO_ROOT / "docs" / "screenshots",
+        everything="--all" in sys.argv[1:],
+    )

@@ -128,6 +128,22 @@ def test_every_page_fits_a_phone(ux_server: LiveServer, browser: Any) -> None:
             context.close()
 
 
+def test_the_dashboard_shows_it_all_on_a_laptop_screen(ux_server: LiveServer, browser: Any) -> None:
+    """State, pending, last migration, last backup and recent jobs, without scrolling."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        _sign_in(page, ux_server.url)
+        assert page.locator("#recent-jobs tr[data-job-id]").count() == 4
+        assert page.locator("#pending li").count() == 6
+        for part in ("#state-badge", "#pending", "#apply-link", "#rollback-last",
+                     "#last-migration", "#last-backup", "#recent-jobs"):  # fmt: skip
+            box = page.locator(part).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 800, (part, box)
+    finally:
+        context.close()
+
+
 def test_a_wrong_confirmation_is_shown_above_the_form_with_what_was_typed(
     ux_server: LiveServer, page: Any
 ) -> None:
