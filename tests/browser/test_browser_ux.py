@@ -3,41 +3,61 @@ the page), refusals are shown in place with what was typed kept, quick actions o
 right preview, and times are local with JavaScript and UTC without.
 
 One server for the module: a SQLite store, a SQLite target with the CRM project at its
-second revision, and jobs of every kind made through the CLI (an upgrade, a backup, a
-restore into a new database, a migration that fails on a held lock).
+second revision, and jobs of every kind run from the test as the CLI runs them (an
+upgrade, a backup, a restore into a new database, a migration that fails on a held lock).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import PASSWORD, LiveServer
+from helpers import PASSWORD, LiveServer, create_user
 
-from admin import migrations
+from admin import audit, migrations
+from admin.backups import actions
+from admin.config import Settings
+from admin.jobs import JobRequest, run_in_foreground
+from admin.runtime import Runtime
+from admin.store.models import Job, JobKind, Role, Source
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EARLY = "20240101000000"
 INITIAL = "196dfdb50f6c"
 WIDTHS = (390, 360)
+CLI = audit.Actor("ux-tests", None, Source.CLI)
 
 
-def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """``schema-admin`` against the server's store and target; its exit code is kept."""
-    return subprocess.run(
-        [sys.executable, "-m", "admin", *args],
-        cwd=server.root,
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _settings(server: LiveServer) -> Settings:
+    """The server's own settings (its store and target), for jobs run from the test."""
+    env = server.env()
+    names = {name.upper() for name in Settings.model_fields}
+    return Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k in names})
+
+
+def _run(server: LiveServer, request: JobRequest) -> Job:
+    """A job run here in the foreground, as the CLI runs one (a worker process, the store)."""
+    runtime = Runtime.open(_settings(server))
+    try:
+        return run_in_foreground(runtime, request, CLI, echo=lambda line: None)
+    finally:
+        runtime.close()
+
+
+def _upgrade(server: LiveServer, target: str) -> Job:
+    settings = _settings(server)
+    project = migrations.open_project(settings.alembic_config)
+    _, current = migrations.read_current(project, settings.database_url)
+    plan = migrations.make_plan(project, migrations.Direction.UPGRADE, target, current)
+    return _run(server, JobRequest(JobKind.UPGRADE, target, plan.fingerprint))
+
+
+def _stamp(server: LiveServer, target: str) -> Job:
+    return _run(server, JobRequest(JobKind.STAMP, target))
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +65,23 @@ def ux_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("browser-ux")
     server = LiveServer(root / "server", env_overrides={"MIGRATION_LOCK_WAIT": "0.3"}).start()
     try:
-        target = server.env()["DATABASE_URL"]
-        migrations.create_database(target)
-        assert _cli(server, "migrate", EARLY).returncode == 0  # job 1: upgrade
-        assert _cli(server, "backup").returncode == 0  # job 2: backup 1
-        assert _cli(server, "restore", "1", "--into", "copy.sqlite3").returncode == 0  # job 3
+        settings = _settings(server)
+        migrations.create_database(settings.database_url)
+        assert _upgrade(server, EARLY).status == "succeeded"  # job 1
+        backup = actions.backup_request(settings, fmt=None)
+        assert _run(server, backup).status == "succeeded"  # job 2: backup 1
+        ask = actions.RestoreAsk(1, "new", "copy.sqlite3", actions.confirmation_name(settings))
+        runtime = Runtime.open(settings)
+        try:
+            restore = actions.restore_request(runtime, ask, CLI)
+            create_user(runtime, "ux-admin", Role.ADMIN)
+        finally:
+            runtime.close()
+        assert _run(server, restore).status == "succeeded"  # job 3
         # Job 4: an upgrade that fails, the migration lock being held elsewhere.
-        with migrations.migration_lock(target, wait=1, owner="a test holding the lock"):
-            assert _cli(server, "migrate").returncode == 1
-        server.add_user("ux-admin", "admin")
+        lock = migrations.migration_lock(settings.database_url, wait=1, owner="a test")
+        with lock:
+            assert _upgrade(server, "head").status == "failed"
         yield server
     finally:
         server.stop()
@@ -178,7 +206,7 @@ def test_a_changed_plan_says_what_changed_and_offers_the_new_plan(
     page.goto(base + "/preview?direction=downgrade&target=base")
     assert page.locator("#plan-steps li").count() == 2
     # Meanwhile someone moves the database (a stamp from the command line).
-    assert _cli(ux_server, "stamp", INITIAL).returncode == 0
+    assert _stamp(ux_server, INITIAL).status == "succeeded"
     try:
         page.fill("#confirm_target", "base")
         with page.expect_response(re.compile(r".*/jobs$")) as answer:
@@ -197,7 +225,7 @@ def test_a_changed_plan_says_what_changed_and_offers_the_new_plan(
         assert page.locator("#plan-steps li").count() == 1
         assert page.locator("#plan-from").inner_text() == INITIAL
     finally:
-        assert _cli(ux_server, "stamp", EARLY).returncode == 0
+        assert _stamp(ux_server, EARLY).status == "succeeded"
 
 
 def test_quick_actions_open_the_right_preview(ux_server: LiveServer, page: Any) -> None:
