@@ -61,18 +61,23 @@ def start_server(root: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not answer /healthz")
 
 
-def sign_in(page: Any, base: str, root: Path) -> None:
-    password = (root / "var" / "initial-admin-password").read_text().splitlines()[1]
+def first_sign_in(page: Any, base: str, password: str, new_password: str) -> None:
+    """The first admin's first sign-in: the one-time password, then a new one."""
     page.goto(base + "/login")
     page.fill("#username", "admin")
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/account/password.*"))
     page.fill("#current_password", password)
-    page.fill("#new_password", NEW_PASSWORD)
-    page.fill("#confirm_password", NEW_PASSWORD)
+    page.fill("#new_password", new_password)
+    page.fill("#confirm_password", new_password)
     page.click("#password-form button[type=submit]")
     page.wait_for_url(base + "/")
+
+
+def initial_password(var_dir: Path) -> str:
+    """The first admin's one-time password, as ``serve`` wrote it."""
+    return (var_dir / "initial-admin-password").read_text().splitlines()[1]
 
 
 def shoot(context: Any, url: str, name: str, out: Path) -> None:
@@ -116,7 +121,7 @@ def main(out: Path, everything: bool = False) -> None:
                 )
                 context = browser.new_context(timezone_id="Asia/Bangkok", locale="en-GB")
                 page = context.new_page()
-                sign_in(page, base, root)
+                first_sign_in(page, base, initial_password(root / "var"), NEW_PASSWORD)
                 # A verified backup for the dashboard's "Last backup".
                 page.goto(base + "/backups")
                 page.click("#take-backup-button")

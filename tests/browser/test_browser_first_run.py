@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from helpers import free_port
 from projects import REPO_ROOT
+from screenshots import first_sign_in, initial_password
 
 from admin.demo import DEMO_REVISION
 
@@ -105,18 +106,9 @@ def test_make_run_creates_a_demo_that_an_operator_can_apply(
         assert db.execute("SELECT count(*) FROM clients").fetchone()[0] > 0
 
     # Sign in with the printed one-time password, choose a new one.
-    password = (copy / "var" / "initial-admin-password").read_text().splitlines()[1]
+    password = initial_password(copy / "var")
     assert password in output
-    page.goto(base + "/login")
-    page.fill("#username", "admin")
-    page.fill("#password", password)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(re.compile(r".*/account/password.*"))
-    page.fill("#current_password", password)
-    page.fill("#new_password", NEW_PASSWORD)
-    page.fill("#confirm_password", NEW_PASSWORD)
-    page.click("#password-form button[type=submit]")
-    page.wait_for_url(base + "/")
+    first_sign_in(page, base, password, NEW_PASSWORD)
 
     # The dashboard: pending revisions, the demo's job as the last migration, Apply.
     assert page.locator("#state-badge").inner_text() == "6 pending"

@@ -172,16 +172,21 @@ def test_the_dashboard_shows_it_all_on_a_laptop_screen(ux_server: LiveServer, br
         context.close()
 
 
+def _apply_typing(page: Any, confirmation: str) -> int:
+    """Type the downgrade's confirmation, press Apply: the status of the answer."""
+    page.fill("#confirm_target", confirmation)
+    with page.expect_response(re.compile(r".*/jobs$")) as answer:
+        page.click("#apply-submit")
+    return int(answer.value.status)
+
+
 def test_a_wrong_confirmation_is_shown_above_the_form_with_what_was_typed(
     ux_server: LiveServer, page: Any
 ) -> None:
     base = ux_server.url
     _sign_in(page, base)
     page.goto(base + "/preview?direction=downgrade&target=base")
-    page.fill("#confirm_target", "not-the-revision")
-    with page.expect_response(re.compile(r".*/jobs$")) as answer:
-        page.click("#apply-submit")
-    assert answer.value.status == 400
+    assert _apply_typing(page, "not-the-revision") == 400
     refused = page.locator("#apply #apply-refused")
     assert "does not match" in refused.locator(".error-message").inner_text()
     # Still the preview of the same plan, with its form and the typed value.
@@ -208,10 +213,7 @@ def test_a_changed_plan_says_what_changed_and_offers_the_new_plan(
     # Meanwhile someone moves the database (a stamp from the command line).
     assert _stamp(ux_server, INITIAL).status == "succeeded"
     try:
-        page.fill("#confirm_target", "base")
-        with page.expect_response(re.compile(r".*/jobs$")) as answer:
-            page.click("#apply-submit")
-        assert answer.value.status == 409
+        assert _apply_typing(page, "base") == 409
         refused = page.locator("#apply-refused")
         assert refused.locator(".error-title").inner_text() == "Plan changed"
         moved = page.locator("#change-database-moved").inner_text()
