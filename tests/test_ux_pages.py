@@ -214,6 +214,7 @@ def test_a_running_job_is_announced_on_every_other_page(make_panel: Callable[...
     for path in ("/revisions", "/jobs", "/backups", "/audit", "/preview"):
         banner = page_soup(panel.client.get(path)).select_one("#running-banner")
         assert banner is not None and banner["hx-get"].startswith("/jobs/active?here=")
+        assert banner["hx-trigger"] == "every 5s"  # it goes away with the job
         shown = banner.select_one("[data-job-id]")
         assert shown is not None and int(shown["data-job-id"]) == job.id, path
         assert "backup" in shown.text and "tests" in shown.text
@@ -231,6 +232,9 @@ def test_a_running_job_is_announced_on_every_other_page(make_panel: Callable[...
     after = page_soup(panel.client.get("/jobs/active", params={"here": "/revisions"}))
     assert after.select_one("#running-banner") is not None
     assert after.select_one("[data-job-id]") is None
+    # Nothing runs: no banner and no polling (an open tab must not keep a session alive).
+    idle = page_soup(panel.client.get("/revisions")).select_one("#running-banner")
+    assert idle is not None and not idle.has_attr("hx-trigger")
 
 
 def test_a_busy_target_names_the_running_job_by_its_kind(
@@ -278,3 +282,38 @@ def test_job_pages_offer_the_way_back_and_a_retry(make_panel: Callable[..., Pane
     moved = page.select_one("#job-stamp").text
     assert "from aaa111" in " ".join(moved.split()) and "to ccc333" in " ".join(moved.split())
     assert page.select_one("#job-steps, #job-plan, #rollback-job, #retry-job") is None
+
+
+def test_a_restore_page_says_where_the_backup_went(make_panel: Callable[..., Panel]) -> None:
+    panel = make_panel()
+    assert panel.run("upgrade", "bbb222").status == "succeeded"
+
+    def submitted(path: str, **form: str) -> Job:
+        answer = panel.client.post(
+            path, data={"csrf_token": csrf_token(panel.client), **form}, follow_redirects=False
+        )
+        assert answer.status_code == 303, answer.text[:500]
+        job_id = int(answer.headers["location"].rsplit("/", 1)[1])
+        assert panel.runner.wait(job_id, timeout=60)
+        with panel.runtime.reads() as session:
+            return queue.get(session, job_id)
+
+    backup = submitted("/backups", format="custom", reason="manual")
+    assert backup.status == "succeeded" and backup.backup_id is not None
+    assert panel.run("upgrade", "head").status == "succeeded"
+    restore = submitted(
+        f"/backups/{backup.backup_id}/restore", mode="replace", confirm="target.sqlite3"
+    )
+    assert restore.status == "succeeded", restore.error
+    page = page_soup(panel.client.get(f"/jobs/{restore.id}"))
+    assert page.select_one("h1").text == (
+        f"Job {restore.id}: restore of backup {backup.backup_id} over the target"
+    )
+    assert "over the target itself" in page.select_one("#job-destination").text
+    # Over the target: its revisions before and after are the target's.
+    assert [a.text for a in page.select("#job-revision-before a")] == ["ccc333"]
+    assert [a.text for a in page.select("#job-revision-after a")] == ["bbb222"]
+    assert page.select_one("#job-backup a")["href"] == f"/backups/{backup.backup_id}"
+    facts = page.select_one("#job-backup-facts")
+    assert facts is not None and int(facts["data-backup-id"]) == backup.backup_id
+    assert page.select_one("#job-safety-backup").text == "none"

@@ -8,6 +8,7 @@ a preview or a form: nothing here starts a job.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from admin import audit_query
+from admin import audit_query, migrations
 from admin.backups import files, records
+from admin.config import Settings
 from admin.jobs import queue
 from admin.runtime import Runtime
 from admin.store.models import Backup, Job, JobKind, JobStatus, utcnow
@@ -162,6 +164,8 @@ class RestoreFacts:
     database_revision: str | None
     leftover_tables: list[str]
     safety_backup_id: int | None
+    # The target's revision(s) before a restore over it (None until it has ended).
+    target_before: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,9 @@ def _restore_facts(session: Session, job: Job, source: int | None) -> RestoreFac
         database_revision=details.get("revision_after"),
         leftover_tables=list(details.get("leftover_tables") or []),
         safety_backup_id=int(safety) if safety is not None else None,
+        target_before=revision_list(details["revision_before"])
+        if details.get("revision_before")
+        else None,
     )
 
 
@@ -207,6 +214,17 @@ def kind_facts(session: Session, job: Job) -> KindFacts:
     source = records.parse_id(options["backup_id"]) if options.get("backup_id") else None
     restore = _restore_facts(session, job, source) if job.kind == JobKind.RESTORE.value else None
     return KindFacts(backup=_backup_facts(session, source), restore=restore)
+
+
+@functools.lru_cache(maxsize=8)
+def _jobs_key(url: str) -> str:
+    return migrations.target_key(url)
+
+
+def target_jobs_key(settings: Settings) -> str:
+    """The key the panel's target's jobs are stored under (its one-active-job slot): the one
+    place pages look it up (the banner, the dashboard's running job and last migration)."""
+    return _jobs_key(settings.database_url)
 
 
 def recent_views(runtime: Runtime, limit: int = RECENT) -> list[JobView]:

@@ -8,7 +8,6 @@ and the right headers for htmx.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -23,12 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import __version__, migrations
+from admin import __version__
 from admin.config import Environment, Settings
 from admin.errors import AdminError
 from admin.jobs import queue
 from admin.store.models import Job, Role
-from admin.web import assets, highlight
+from admin.web import assets, highlight, job_views
 from admin.web import principal as principals
 
 log = logging.getLogger(__name__)
@@ -195,11 +194,6 @@ def nav_for(role: Role | None) -> list[NavItem]:
     return [item for item in NAV if role.at_least(item.min_role)]
 
 
-@functools.lru_cache(maxsize=8)
-def _target_key(url: str) -> str:
-    return migrations.target_key(url)
-
-
 def running_job(request: Request) -> Job | None:
     """The active job on the panel's target, for the banner every page shows (None when
     nothing runs, or when the store cannot say: the banner must never break a page)."""
@@ -208,7 +202,7 @@ def running_job(request: Request) -> Job | None:
         return None
     try:
         with runtime.reads() as session:
-            job = queue.active(session, _target_key(runtime.settings.database_url))
+            job = queue.active(session, job_views.target_jobs_key(runtime.settings))
             if job is not None:
                 session.expunge(job)
             return job

@@ -13,7 +13,7 @@ from admin.jobs import queue
 from admin.runtime import Runtime
 from admin.web import principal as principals
 from admin.web.deps import CurrentUser, RuntimeDep
-from admin.web.job_views import MIGRATION_KINDS, JobView, recent_views
+from admin.web.job_views import MIGRATION_KINDS, JobView, recent_views, target_jobs_key
 from admin.web.render import render, running_job
 from admin.web.routes.backups import last_backup_view
 
@@ -25,7 +25,7 @@ PENDING_SHOWN = 50
 
 def last_migration(runtime: Runtime) -> JobView | None:
     """The newest upgrade or downgrade of the target, whatever ran after it."""
-    key = migrations.target_key(runtime.settings.database_url)
+    key = target_jobs_key(runtime.settings)
     with runtime.reads() as session:
         job = queue.latest(session, key, MIGRATION_KINDS)
     return JobView.of(job) if job is not None else None
