@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-api lint bench
+.PHONY: help run test test-api lint bench screenshots
 .PHONY: migrate migrate-create migrate-status migrate-down migrate-reset init-db prod-migrate
 .PHONY: docker-migrate docker-init-db
 
@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	@touch $(STAMP)
 
+# On the embedded default, serve first creates the SQLite demo target (var/demo.sqlite3) at an
+# early revision of the CRM project, with a few rows: there are revisions to apply at once.
 run: $(STAMP) ## start the panel on the embedded default (SQLite store + SQLite demo target)
 	$(BIN)/schema-admin serve
 
@@ -46,6 +48,10 @@ test-api: $(STAMP) ## Schemathesis against a real server on PostgreSQL (admin, v
 bench: $(STAMP) ## benchmarks side by side with the alembic CLI; writes bench/RESULTS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# A fresh panel on the embedded default (the demo target), photographed by Chromium.
+screenshots: $(STAMP) ## dashboard, history, preview and a job page at 1280 and 390 px into docs/screenshots/
+	$(BIN)/python tests/browser/screenshots.py docs/screenshots
+
 migrate: $(STAMP) ## apply all pending migrations (an audited job, log streamed here)
 	$(SA) migrate
 
@@ -53,9 +59,11 @@ migrate: $(STAMP) ## apply all pending migrations (an audited job, log streamed 
 # backticks in a message stay text, never make or shell syntax.
 override MESSAGE := $(value MESSAGE)
 export MESSAGE
-migrate-create: $(STAMP) ## autogenerate a migration from app/models: MESSAGE="Add user preferences table"
-	@test -n "$$MESSAGE" || { echo 'usage: make migrate-create MESSAGE="Add user preferences table"' >&2; exit 2; }
-	@$(SA) create-migration "$$MESSAGE"
+# EMPTY=1 writes the revision even when autogenerate finds no difference (a data migration
+# to write by hand); only 1, yes or true turn it on.
+migrate-create: $(STAMP) ## autogenerate a migration from app/models: MESSAGE="Add user preferences table" [EMPTY=1]
+	@test -n "$$MESSAGE" || { echo 'usage: make migrate-create MESSAGE="Add user preferences table" [EMPTY=1]' >&2; exit 2; }
+	@$(SA) create-migration "$$MESSAGE" $(if $(filter 1 yes true,$(EMPTY)),--empty)
 
 migrate-status: $(STAMP) ## current revision against the head, and the pending list
 	@$(SA) status || test $$? -eq 3

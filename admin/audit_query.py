@@ -262,6 +262,16 @@ def newest_id(session: Session) -> int | None:
     return session.scalar(select(func.max(AuditEvent.id)))
 
 
+def job_event(session: Session, job_id: int, action: str) -> AuditEvent | None:
+    """The newest ``action`` event about a job (e.g. its restore-finished), by its index."""
+    return session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.job_id == job_id, AuditEvent.action == action)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+
+
 # Exports.
 
 

@@ -124,7 +124,11 @@ class Settings(BaseSettings):
         description="Path to the managed project's alembic.ini.",
     )
     var_dir: Path = Field(Path("var"), description="Directory for the panel's runtime files.")
-    backup_dir: Path = Field(Path("var/backups"), description="Where backups are written.")
+    # Follows VAR_DIR unless set: everything the panel writes lives under VAR_DIR by default.
+    backup_dir: Path = Field(
+        default_factory=lambda data: Path(data["var_dir"]) / "backups",
+        description="Where backups are written (default VAR_DIR/backups).",
+    )
 
     # Migrating.
     init_db: bool = Field(

@@ -89,4 +89,105 @@
     if (connect) resumeAfter(connect, lastShownSeq(log));
     scrollLog(log);
   });
+
+  // Times: the server writes UTC (<time datetime=... data-local=...>, render.timestamp); here
+  // they are shown in the viewer's time zone, with the UTC time kept on hover, and list
+  // times as "3 min ago". Without this file the pages say UTC.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function zoneName(date) {
+    try {
+      var parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(date);
+      for (var i = 0; i < parts.length; i++) {
+        if (parts[i].type === "timeZoneName") return parts[i].value;
+      }
+    } catch (e) { /* an old browser: no zone name */ }
+    return "";
+  }
+
+  function localText(date, seconds) {
+    var text = date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      " " + pad(date.getHours()) + ":" + pad(date.getMinutes()) +
+      (seconds ? ":" + pad(date.getSeconds()) : "");
+    var zone = zoneName(date);
+    return zone ? text + " " + zone : text;
+  }
+
+  function relativeText(date, now) {
+    var seconds = Math.round((now - date) / 1000);
+    var future = seconds < 0;
+    var size = Math.abs(seconds);
+    var text;
+    if (size < 45) return future ? "in a few seconds" : "just now";
+    if (size < 90) text = "1 min";
+    else if (size < 3600) text = Math.round(size / 60) + " min";
+    else if (size < 5400) text = "1 hour";
+    else if (size < 86400) text = Math.round(size / 3600) + " hours";
+    else if (size < 172800) text = "1 day";
+    else if (size < 30 * 86400) text = Math.round(size / 86400) + " days";
+    else return null;  // older: the date itself says more
+    return future ? "in " + text : text + " ago";
+  }
+
+  function showLocalTimes(root) {
+    var now = Date.now();
+    root.querySelectorAll("time[data-local]").forEach(function (node) {
+      var date = new Date(node.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      if (!node.dataset.utc) node.dataset.utc = node.getAttribute("title") || node.textContent;
+      var local = localText(date, node.hasAttribute("data-seconds"));
+      var relative = node.getAttribute("data-local") === "relative" ? relativeText(date, now) : null;
+      node.textContent = relative || local;
+      node.setAttribute("title", (relative ? local + " · " : "") + node.dataset.utc);
+      node.classList.add("localized");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    showLocalTimes(document);
+    window.setInterval(function () { showLocalTimes(document); }, 30000);
+  });
+  document.addEventListener("htmx:load", function (event) { showLocalTimes(event.target); });
+  // Out-of-band swaps (a job's details) do not fire htmx:load on the swapped element.
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var swapped = event.detail && event.detail.target;
+    if (swapped instanceof Element) showLocalTimes(swapped);
+  });
+
+  // The job page's status block after the stream's done: #job-live asks for its content on
+  // sse:done and sse:status (queued behind a fetch in flight), and the stream may close
+  // before the last answer is in. Until the block shows an ended job, ask again: soon, then
+  // every few seconds.
+  var ENDED = /^(succeeded|failed|cancelled|interrupted)$/;
+  var settleTimer = null;
+
+  function jobEnded() {
+    var block = document.getElementById("job-status");
+    return !block || ENDED.test(block.getAttribute("data-status") || "");
+  }
+
+  function settleJobStatus(attempt) {
+    settleTimer = null;
+    var live = document.querySelector("#job-live[hx-get]");
+    if (!live || !window.htmx || jobEnded()) return;
+    window.htmx.trigger(live, "job:settle");
+    var wait = attempt < 5 ? 400 * (attempt + 1) : 5000;
+    settleTimer = window.setTimeout(function () { settleJobStatus(attempt + 1); }, wait);
+  }
+
+  function settleSoon() {
+    if (settleTimer === null) {
+      settleTimer = window.setTimeout(function () { settleJobStatus(0); }, 300);
+    }
+  }
+
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var type = event.detail && event.detail.type;
+    if (event.target instanceof Element && event.target.id === "job-live" && type === "done") {
+      settleSoon();
+    }
+  });
+  document.addEventListener("htmx:sseClose", function () {
+    if (document.getElementById("job-live")) settleSoon();
+  });
 })();

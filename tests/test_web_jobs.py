@@ -239,9 +239,13 @@ def test_a_second_job_is_refused_naming_the_first_then_cancel(
     assert live["sse-connect"] == f"/jobs/{job_id}/events?after={last}"
     assert page.select_one("#job-log")["sse-swap"] == "line"  # type: ignore[index]
     # The status block is fetched again at the end and when the stream says so.
-    status = page.select_one("#job-status")
-    assert status is not None and status["hx-get"] == f"/jobs/{job_id}"
-    assert [t.strip() for t in str(status["hx-trigger"]).split(",")] == ["sse:done", "sse:status"]
+    live = page.select_one("#job-live")
+    assert live is not None and live["hx-get"] == f"/jobs/{job_id}"
+    assert live.select_one("#job-status") is not None and live["hx-swap"] == "innerHTML"
+    triggers = [t.strip() for t in str(live["hx-trigger"]).split(",")]
+    assert triggers == ["sse:done", "sse:status", "job:settle"]
+    # A trigger while a fetch is in flight is queued behind it (htmx would drop it).
+    assert live["hx-sync"] == "this:queue last"
 
     admin = jobs.as_role("admin")
     second = admin.post(

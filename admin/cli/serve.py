@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import socket
 
-from admin import audit, logs
-from admin.cli.base import Commands
+from admin import audit, demo, logs
+from admin.cli.base import Commands, cli_actor
 from admin.config import Settings
 from admin.errors import Unavailable
 from admin.migrations.database import is_postgresql
@@ -21,7 +21,10 @@ def register(commands: Commands) -> None:
         help="run the web panel",
         description="Serve the panel (HOST and PORT by default). Waits up to WAIT_TIMEOUT "
         "for the store's server to answer; the store's schema is upgraded at start; on a "
-        "store with no users a first admin is created and its one-time password printed.",
+        "store with no users a first admin is created and its one-time password printed. "
+        "On the embedded default (DATABASE_URL not set, development) a missing demo target "
+        "is created first, at an early revision of the CRM project with a few rows, so "
+        "there are revisions to apply.",
     )
     parser.add_argument("--host", help="address to listen on (default: HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT)")
@@ -52,6 +55,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     logs.configure(settings)
     prepare_store(settings)
+    demo.create_for_serve(settings, cli_actor())
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(
         f"APEX Schema Admin on http://{shown}:{port}/  "

@@ -190,11 +190,25 @@ def check_free(rt: Runtime) -> None:
 
 def _busy_error(running: Job) -> Conflict:
     return Conflict(
-        f"job {running.id} ({running.kind} to {running.target_revision or '-'}, started by "
-        f"{running.requested_by} via {running.source}) is {running.status} on this database: "
-        "wait for it to finish or cancel it",
+        f"job {running.id} ({describe(running)}, started by {running.requested_by} via "
+        f"{running.source}) is {running.status} on this database: wait for it to finish or "
+        "cancel it",
         title="Another job is running",
     )
+
+
+def describe(job: Job) -> str:
+    """What a job does in a few words, by kind: ``upgrade to head``, ``backup``,
+    ``restore of backup 3 into a new database`` (pages, refusals, the CLI)."""
+    options = job.options or {}
+    if job.kind == JobKind.BACKUP.value:
+        return "backup"  # its format is the backup's own (a SQLite target is copied)
+    if job.kind == JobKind.VERIFY.value:
+        return f"verification of backup {options.get('backup_id', '?')}"
+    if job.kind == JobKind.RESTORE.value:
+        where = "over the target" if options.get("mode") == "replace" else "into a new database"
+        return f"restore of backup {options.get('backup_id', '?')} {where}"
+    return f"{job.kind} to {job.target_revision or 'heads'}"
 
 
 # Reading.
@@ -210,6 +224,16 @@ def get(session: Session, job_id: int) -> Job:
 def active(session: Session, target: str) -> Job | None:
     return session.scalar(
         select(Job).where(Job.target_key == target, Job.status.in_(ACTIVE_JOB_STATUSES))
+    )
+
+
+def latest(session: Session, target: str, kinds: Sequence[JobKind]) -> Job | None:
+    """The newest job of one of ``kinds`` on a target (the dashboard's last migration)."""
+    return session.scalar(
+        select(Job)
+        .where(Job.target_key == target, Job.kind.in_([kind.value for kind in kinds]))
+        .order_by(Job.id.desc())
+        .limit(1)
     )
 
 

@@ -11,18 +11,26 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2_fragments.fastapi import Jinja2Blocks
+from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import __version__
 from admin.config import Environment, Settings
-from admin.store.models import Role
-from admin.web import assets, highlight
+from admin.errors import AdminError
+from admin.jobs import queue
+from admin.store.models import Job, Role
+from admin.web import assets, highlight, job_views
 from admin.web import principal as principals
+
+log = logging.getLogger(__name__)
 
 _FLASH_MAX_BYTES = 2048
 LEVELS = ("success", "info", "warning", "error")
@@ -72,6 +80,23 @@ HTMX_CONFIG: dict[str, Any] = {
 }
 
 
+def timestamp(value: datetime | None, *, relative: bool = False, seconds: bool = True) -> Markup:
+    """A ``<time>`` in UTC, which static/app.js shows in the viewer's time zone (or as
+    "3 min ago" when ``relative``) with the UTC time on hover; without JavaScript it stays
+    as written here, in UTC."""
+    if value is None:
+        return Markup("—")
+    utc = value.astimezone(UTC)
+    shown = utc.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}" title="{}" data-local="{}"{}>{}</time>').format(
+        utc.isoformat(),
+        utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "relative" if relative else "absolute",
+        Markup(' data-seconds=""') if seconds else "",
+        shown,
+    )
+
+
 def make_templates() -> Jinja2Blocks:
     templates = Jinja2Blocks(directory=str(assets.templates_dir()))
     env = templates.env
@@ -80,6 +105,8 @@ def make_templates() -> Jinja2Blocks:
     env.globals["version"] = __version__
     env.globals["htmx_config"] = HTMX_CONFIG
     env.globals["Role"] = Role
+    env.globals["timestamp"] = timestamp
+    env.filters["describe_job"] = queue.describe
     env.filters.update(highlight.FILTERS)
     env.trim_blocks = True
     env.lstrip_blocks = True
@@ -167,6 +194,26 @@ def nav_for(role: Role | None) -> list[NavItem]:
     return [item for item in NAV if role.at_least(item.min_role)]
 
 
+def running_job(request: Request) -> Job | None:
+    """The active job on the panel's target, for the banner every page shows (None when
+    nothing runs, or when the store cannot say: the banner must never break a page)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return None
+    key = job_views.target_jobs_key(runtime.settings)
+    if key is None:
+        return None
+    try:
+        with runtime.reads() as session:
+            job = queue.active(session, key)
+            if job is not None:
+                session.expunge(job)
+            return job
+    except (AdminError, SQLAlchemyError) as exc:
+        log.debug("no running-job banner: %s", exc)
+        return None
+
+
 def base_context(request: Request) -> dict[str, Any]:
     """What every template may use (only already-resolved state; never touches the store)."""
     settings = _settings(request)
@@ -206,6 +253,8 @@ def render(
     """
     values = base_context(request)
     fragment = block if block and principals.wants_fragment(request) else None
+    if not fragment and values["user"] is not None:
+        values["running_job"] = running_job(request)
     pending: list[tuple[str, str]] = getattr(request.state, "flash_out", [])
     request.state.flash_out = []
     # A fragment shows only its own messages; queued ones wait for the next full page.

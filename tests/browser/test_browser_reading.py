@@ -115,7 +115,12 @@ def test_read_filter_open_preview_download_sign_out(server: LiveServer, page: An
     project = migrations.open_project(Path(server.env()["ALEMBIC_CONFIG"]))
     plan = migrations.make_plan(project, Direction.UPGRADE, "head", ())
     url = server.env()["DATABASE_URL"]
-    assert content == migrations.render(project, plan, url, "sqlite").text
+    # A comment header says what the file is (plan, from/to, fingerprints, when, who); the
+    # script follows it as rendered.
+    header, _, script = content.partition("\n\n")
+    assert script == migrations.render(project, plan, url, "sqlite").text
+    assert header.startswith(f"-- APEX Schema Admin: upgrade from base to {HEAD}")
+    assert f"-- Plan fingerprint: {plan.fingerprint}" in header.splitlines()
     for table in ("accounts", "notes", "invoices", "payments", "audit_trail"):
         assert f"CREATE TABLE {table}" in content
 

@@ -1,6 +1,6 @@
-"""The dashboard: which target, which environment, where the database stands against the
-scripts (also an htmx fragment that refreshes itself), and the places the jobs and
-backups work fills (``partials/_recent_jobs.html``, ``partials/_last_backup.html``)."""
+"""The dashboard: where the database stands against the scripts (also an htmx fragment that
+refreshes itself), the job running on it, the last migration, the last backup and the
+recent jobs, together on one screen."""
 
 from __future__ import annotations
 
@@ -12,18 +12,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import entrypoint, migrations
+from admin.jobs import queue
 from admin.runtime import Runtime
 from admin.web import principal as principals
 from admin.web import target_reads
 from admin.web.deps import CurrentUser, RuntimeDep
-from admin.web.render import render
+from admin.web.job_views import MIGRATION_KINDS, JobView, recent_views, target_jobs_key
+from admin.web.render import render, running_job
 from admin.web.routes.backups import last_backup_view
-from admin.web.routes.jobs import recent_views
 
 router = APIRouter(include_in_schema=False)
 
 # The pending list is cut here; the history page has them all.
 PENDING_SHOWN = 50
+
+
+def last_migration(runtime: Runtime) -> JobView | None:
+    """The newest upgrade or downgrade of the target, whatever ran after it."""
+    key = target_jobs_key(runtime.settings)
+    if key is None:
+        return None
+    with runtime.reads() as session:
+        job = queue.latest(session, key, MIGRATION_KINDS)
+    return JobView.of(job) if job is not None else None
 
 
 def _state(runtime: Runtime) -> dict[str, Any]:
@@ -37,8 +48,15 @@ def _state(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _store_parts(runtime: Runtime) -> dict[str, Any]:
-    return {"recent_jobs": recent_views(runtime), "last_backup": last_backup_view(runtime)}
+def _store_parts(request: Request, runtime: Runtime, whole: bool) -> dict[str, Any]:
+    """What the store says: the running job (the polled fragment shows it too) and, for the
+    whole page, the last migration, the last backup and the recent jobs."""
+    parts: dict[str, Any] = {"running_job": running_job(request)}
+    if whole:
+        parts["recent_jobs"] = recent_views(runtime)
+        parts["last_migration"] = last_migration(runtime)
+        parts["last_backup"] = last_backup_view(runtime)
+    return parts
 
 
 @router.get("/")
@@ -49,6 +67,6 @@ async def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) ->
     dashboards polling a locked target never hold the threads other requests need.
     """
     context = await target_reads.run(request, _state, runtime)
-    if not principals.wants_fragment(request):
-        context.update(await run_in_threadpool(_store_parts, runtime))
+    whole = not principals.wants_fragment(request)
+    context.update(await run_in_threadpool(_store_parts, request, runtime, whole))
     return render(request, "dashboard.html", context, block="migration_state")

@@ -10,30 +10,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin.errors import InvalidInput
+from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
-from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
-from admin.web import job_requests, livelog
+from admin.web import apply_refusals, job_requests, livelog
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
-from admin.web.render import redirect, render, safe_next
+from admin.web.job_views import JobView, kind_facts
+from admin.web.render import redirect, render, running_job, safe_next
 
 router = APIRouter(prefix="/jobs", include_in_schema=False)
 
 PAGE_SIZE = 50
-# Jobs on the dashboard.
-RECENT = 5
 # Lines rendered into the page; a longer log continues through the stream.
 PAGE_LINES = 20_000
 _SECRET = 2048
@@ -45,63 +43,6 @@ def get_runner(request: Request) -> Runner:
 
 
 RunnerDep = Annotated[Runner, Depends(get_runner)]
-
-
-# What the templates show.
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job with the values its pages derive from it."""
-
-    job: Job
-    active: bool
-    duration: str
-    percent: int
-    revisions_before: list[str]
-    revisions_after: list[str]
-
-    @classmethod
-    def of(cls, job: Job, now: datetime | None = None) -> JobView:
-        active = JobStatus(job.status).active
-        end = job.finished_at or (now or utcnow())
-        seconds = (end - job.started_at).total_seconds() if job.started_at else None
-        total = job.steps_total or 0
-        percent = int(100 * job.steps_done / total) if total else (0 if active else 100)
-        return cls(
-            job=job,
-            active=active,
-            duration=duration_text(seconds),
-            percent=max(0, min(100, percent)),
-            revisions_before=_revisions(job.revision_before),
-            revisions_after=_revisions(job.revision_after),
-        )
-
-
-def _revisions(text: str | None) -> list[str]:
-    if not text or text == "base":
-        return []
-    return [part for part in text.split(",") if part]
-
-
-def recent_views(runtime: Runtime, limit: int = RECENT) -> list[JobView]:
-    """The newest jobs (the dashboard's recent jobs)."""
-    with runtime.reads() as session:
-        jobs = queue.recent(session, limit=limit)
-    now = utcnow()
-    return [JobView.of(job, now) for job in jobs]
 
 
 def _may_operate(request: Request) -> bool:
@@ -167,15 +108,32 @@ def list_jobs(
 # One job.
 
 
-def _status_context(request: Request, job: Job) -> dict[str, Any]:
-    return {"job": job, "view": JobView.of(job), "may_operate": _may_operate(request)}
+@router.get("/active")
+def running_banner(
+    request: Request, user: CurrentUser, here: Annotated[str, Query(max_length=400)] = "/"
+) -> Response:
+    """The running-job banner alone (every page asks for it again every few seconds);
+    ``here`` is the page's path (a job's own page does not announce that job)."""
+    context = {"running_job": running_job(request), "current_path": here}
+    return render(request, "partials/_running_banner.html", context)
+
+
+def _status_context(request: Request, session: Session, job: Job) -> dict[str, Any]:
+    return {
+        "job": job,
+        "view": JobView.of(job),
+        "facts": kind_facts(session, job),
+        "may_operate": _may_operate(request),
+    }
 
 
 @router.get("/{job_id}")
 def job_page(request: Request, session: StoreSession, user: CurrentUser, job_id: int) -> Response:
     job = queue.get(session, job_id)
-    context = _status_context(request, job)
+    context = _status_context(request, session, job)
     if principals.wants_fragment(request):
+        # The status block, and the details (finished, exit code, the kind's facts) with it.
+        context["details_oob"] = True
         return render(request, "job.html", context, block="job_status")
     # The job first, then its lines: once the job has ended, all its lines are stored.
     lines = queue.lines(session, job_id, 0, PAGE_LINES)
@@ -231,7 +189,13 @@ def submit_job(
     asked = job_requests.Submission(
         kind, target, plan_fingerprint, confirm_target, password, plan_required=True
     )
-    job = job_requests.submit(runtime, runner, user, actor, asked)
+    try:
+        job = job_requests.submit(runtime, runner, user, actor, asked)
+    except AdminError as error:
+        if principals.wants_fragment(request):
+            raise  # an htmx form: the message goes to the page's message area
+        # Shown in place: the preview again, the reason above its form, the input kept.
+        return apply_refusals.page(request, runtime, actor, asked, error)
     shown = f" to {job.target_revision}" if job.target_revision else ""
     return redirect(
         request,

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from admin import migrations, preview
 from admin.errors import AdminError
+from admin.store.models import utcnow
 from admin.web.deps import ActorDep, ReviewerUser, RuntimeDep, StoreSession
 from admin.web.render import render
 
@@ -67,13 +68,15 @@ def download(
     direction: DirectionText = "upgrade",
     start: StartText = None,
 ) -> Response:
-    """The plan's whole SQL script as an attachment (audited as SqlDownloaded)."""
+    """The plan's whole SQL script as an attachment (audited as SqlDownloaded), under a
+    comment header that says what it is, from where to where, and who made it when."""
     settings = runtime.settings
     wanted = preview.PreviewRequest.parse(direction, target, start)
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     shown = preview.show(session, actor, project, settings.database_url, wanted, download=True)
+    by = f"{actor.name} ({actor.role}) via {actor.source.value}" if actor.role else actor.name
     return Response(
-        shown.script.text,
+        preview.sql_file(shown, generated_at=utcnow(), generated_by=by),
         media_type="application/sql; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{shown.filename}"'},
     )
