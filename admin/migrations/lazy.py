@@ -17,11 +17,11 @@ from types import ModuleType
 from typing import Any, cast
 
 from alembic.script import Script, ScriptDirectory
-from alembic.script.revision import RevisionMap
 from alembic.util import load_python_file
 
 from admin.migrations.catalog import Entry, _down, _tuple
 from admin.migrations.errors import MigrationError
+from admin.migrations.toposort import FastRevisionMap
 
 
 class FileChanged(MigrationError):
@@ -96,7 +96,7 @@ def script_directory(base: ScriptDirectory, entries: Sequence[Entry]) -> ScriptD
         for module in modules:
             yield Script(cast(ModuleType, module), module.revision, module.entry.path)
 
-    base.revision_map = RevisionMap(load)
+    base.revision_map = FastRevisionMap(load)
     return base
 
 
