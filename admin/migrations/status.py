@@ -7,6 +7,8 @@ O(N²) in the depth of the history.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -167,17 +169,35 @@ def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
     return status(State.UP_TO_DATE, "The database is at the head revision: nothing to do.", current)
 
 
+# What is pending, per graph and database heads: computed once per change of either, not
+# per request (a dashboard polls every few seconds; 5,000 pending revisions cost a plan).
+_PENDING_KEPT = 16
+_pending_kept: OrderedDict[tuple[str, frozenset[str]], tuple[Revision, ...]] = OrderedDict()
+_pending_lock = threading.Lock()
+
+
 def _pending(
     project: Project, by_id: dict[str, Revision], current: tuple[str, ...], max_age: float
 ) -> tuple[Revision, ...]:
     graph = project.graph(max_age)
     if set(current) == set(graph.heads):
         return ()
+    key = (graph.fingerprint, frozenset(current))
+    with _pending_lock:
+        kept = _pending_kept.get(key)
+        if kept is not None:
+            _pending_kept.move_to_end(key)
+            return kept
     try:
         plan = make_plan(project, Direction.UPGRADE, "heads", current, max_age=max_age)
+        pending = tuple(by_id[step.revision] for step in plan.steps)
     except MigrationError:
-        return ()
-    return tuple(by_id[step.revision] for step in plan.steps)
+        pending = ()
+    with _pending_lock:
+        _pending_kept[key] = pending
+        while len(_pending_kept) > _PENDING_KEPT:
+            _pending_kept.popitem(last=False)
+    return pending
 
 
 def _dialect(url: str) -> str:
