@@ -167,8 +167,10 @@ def _end(session: Session, job: Job, me: Owner, revision: str | None, unknown: s
     if fresh.heartbeat_at != job.heartbeat_at:
         raise _Renewed()
     if fresh.worker_pid:
-        reason = f"nothing runs it any more (worker {fresh.worker_pid} on {fresh.worker_host} "
-        reason += f"and {ownership.describe(job.owner)} are gone)"
+        reason = (
+            f"worker {fresh.worker_pid} on {fresh.worker_host} is gone, and so is "
+            f"{ownership.describe(job.owner)} that supervised it"
+        )
     else:
         reason = "it never started (the process that queued it is gone)"
     where = revision or f"unknown ({unknown})"

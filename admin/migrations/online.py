@@ -71,14 +71,29 @@ class PlanChanged(MigrationError):
     title = "Plan changed"
 
 
+# How often the server checks, during a long statement, that the worker is still there
+# (PostgreSQL 14+): a worker killed while its statement waits for a lock leaves no session
+# holding that lock, and recovery sees it gone, within this time.
+CLIENT_CHECK_INTERVAL = "1s"
+
+
 def set_timeouts(connection: Connection, lock_timeout: str, statement_timeout: str) -> None:
-    """Session-level lock_timeout / statement_timeout on PostgreSQL (committed)."""
+    """Session-level lock_timeout / statement_timeout on PostgreSQL (committed), and the
+    server's check that the client is still there during a statement."""
     if connection.dialect.name != "postgresql":
         return
     connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
     connection.execute(
         text("SELECT set_config('statement_timeout', :v, false)"), {"v": statement_timeout}
     )
+    if (
+        connection.execute(text("SELECT current_setting('server_version_num')::int")).scalar_one()
+        >= 140000
+    ):
+        connection.execute(
+            text("SELECT set_config('client_connection_check_interval', :v, false)"),
+            {"v": CLIENT_CHECK_INTERVAL},
+        )
     connection.commit()
 
 
