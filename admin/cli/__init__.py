@@ -17,6 +17,7 @@ from admin.cli import backups as backups_cli
 from admin.cli import database as database_cli
 from admin.cli import entrypoint as entrypoint_cli
 from admin.cli import history as history_cli
+from admin.cli import lint as lint_cli
 from admin.cli import migrate as migrate_cli
 from admin.cli import revision as revision_cli
 from admin.cli import serve as serve_cli
@@ -37,6 +38,7 @@ REGISTRARS: list[Callable[[Commands], None]] = [
     migrate_cli.register,
     history_cli.register,
     sql_cli.register,
+    lint_cli.register,
     revision_cli.register,
     database_cli.register,
     entrypoint_cli.register,
