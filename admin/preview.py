@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from admin import audit, migrations
+from admin.analysis.rendering import render_plan
 from admin.errors import InvalidInput
 from admin.history import dialect_of
 from admin.migrations import (
@@ -145,7 +146,7 @@ def make_preview(project: Project, url: str, request: PreviewRequest) -> Preview
         current = graph.resolve(request.start)
     plan = migrations.make_plan(project, request.direction, target, current)
     dialect = dialect_of(url)
-    script = migrations.render(project, plan, url, dialect)
+    script = render_plan(project, plan, url, dialect)
     return Preview(
         request=request,
         current=current,

@@ -24,7 +24,7 @@ from admin.history import dialect_of
 from admin.migrations import Direction, Project, Revision
 
 # Bump when the rules change: older cached results are then never read.
-VERSION = 3
+VERSION = 4
 _IRREVERSIBLE_ERROR = re.compile(
     r"NotImplementedError|irreversible|cannot be (downgraded|reverted|undone)", re.I
 )
@@ -78,7 +78,9 @@ def _read_source(revision: Revision) -> source.FileFacts:
     return source.read_file(text)
 
 
-def _irreversible(facts: source.FileFacts, direction: Direction, error: str | None) -> Badge | None:
+def _irreversible(
+    revision: str, facts: source.FileFacts, direction: Direction, error: str | None
+) -> Badge | None:
     badge = facts.irreversible
     proven = direction is Direction.DOWNGRADE and error and _IRREVERSIBLE_ERROR.search(error)
     if badge is None and error and proven:
@@ -86,11 +88,17 @@ def _irreversible(facts: source.FileFacts, direction: Direction, error: str | No
     if badge is None:
         return None
     if direction is Direction.UPGRADE and badge.fails:
-        return Badge(Kind.IRREVERSIBLE, f"once applied it cannot be undone: {badge.reason}")
+        # Named (objects): a proven failure, which the Apply form asks to confirm.
+        return Badge(
+            Kind.IRREVERSIBLE,
+            f"once applied it cannot be undone: {badge.reason}",
+            (revision,),
+        )
     return badge
 
 
 def combine(
+    revision: str,
     facts: source.FileFacts,
     direction: Direction,
     rendered: Rendered | None,
@@ -109,7 +117,7 @@ def combine(
     else:
         found.extend(side.badges)
     irreversible = _irreversible(
-        facts, direction, error if direction is Direction.DOWNGRADE else downgrade_error
+        revision, facts, direction, error if direction is Direction.DOWNGRADE else downgrade_error
     )
     if irreversible is not None:
         found.add(irreversible)
@@ -180,6 +188,7 @@ def _compute(
         for direction in Direction:
             step = sql[direction].get(rev.id)
             badges = combine(
+                rev.id,
                 facts,
                 direction,
                 step,

@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from admin import audit, migrations
+from admin.analysis import applied as applied_files
+from admin.analysis import gate as safety_gate
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
 from admin.jobs.protocol import heads_text
 from admin.runtime import Runtime
@@ -102,6 +104,7 @@ def _plan(rt: Runtime, request: JobRequest) -> tuple[migrations.Plan | None, tup
         raise InvalidInput(
             f"nothing to {direction.value}: the database is already at {heads_text(current)}"
         )
+    safety_gate.check_plan(rt, project, plan)
     return plan, current
 
 
@@ -340,6 +343,7 @@ def finish(
         job.sql_fingerprint = sql_fingerprint or job.sql_fingerprint
         if backup_id is not None:
             job.backup_id = backup_id
+        applied_files.record_job(session, rt.settings, job)
         audit.record(
             session,
             audit.JobFinished(

@@ -69,7 +69,7 @@ def work_order(job: Job, settings: Settings) -> Order:
         lock_timeout=settings.lock_timeout,
         statement_timeout=settings.statement_timeout,
         migration_lock_wait=settings.migration_lock_wait,
-        backup_gate=settings.backups_gate_migrations,
+        backup_gate=settings.backups_gate_migrations or bool((job.options or {}).get("backup")),
     )
 
 

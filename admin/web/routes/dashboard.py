@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import entrypoint, migrations
+from admin.analysis.views import applied_changes, for_revisions
 from admin.web import principal as principals
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
@@ -32,6 +33,9 @@ def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Respo
         "pending_shown": PENDING_SHOWN,
         "degraded": entrypoint.degraded_now(settings, status.state),
     }
+    shown = [rev.id for rev in status.pending[:PENDING_SHOWN]]
+    context.update(for_revisions(runtime, project, shown))
+    context["applied_changes"] = applied_changes(runtime, project)
     if not principals.wants_fragment(request):
         context["recent_jobs"] = recent_views(runtime)
         context["last_backup"] = last_backup_view(runtime)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import audit, history, migrations
+from admin.analysis.views import for_revision, for_revisions
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
 
@@ -32,7 +33,9 @@ def revisions(
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config)
     listing = history.history_page(project, settings.database_url, query=q, page=page)
-    return render(request, "revisions.html", {"history": listing}, block="history_table")
+    ids = [entry.revision.id for entry in listing.entries]
+    context = {"history": listing, **for_revisions(runtime, project, ids)}
+    return render(request, "revisions.html", context, block="history_table")
 
 
 @router.get("/revisions/{revision_id}")
@@ -49,4 +52,6 @@ def revision(
     # "Applied by X at T (job N)", from the audit trail.
     with runtime.reads() as session:
         applied = audit.last_applied(session, detail.revision.id)
-    return render(request, "revision.html", {"detail": detail, "applied": applied})
+    context = {"detail": detail, "applied": applied}
+    context.update(for_revision(runtime, project, detail.revision.id))
+    return render(request, "revision.html", context)
