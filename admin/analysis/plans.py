@@ -76,6 +76,8 @@ def confirm_phrase(plan: Plan, steps: dict[str, StepRisk]) -> str | None:
             # downgrade that merely does nothing is shown, not asked about.
             if badge.kind in CONFIRMED_KINDS:
                 named += list(badge.objects)
+    # What is dropped first, then the revisions that cannot be undone.
+    named.sort(key=lambda name: name in plan.revision_ids)
     named = list(dict.fromkeys(named))
     if not named:
         return None
