@@ -20,6 +20,7 @@ from reading_support import (
     Apps,
     Panel,
     audit_events,
+    linear,
     make_project,
     sqlite_target,
     stamp,
@@ -344,3 +345,34 @@ def test_an_edited_applied_file_is_flagged_and_blocks_production_until_acknowled
         assert accepted.status_code == 303, accepted.text
         job_id = int(accepted.headers["location"].rsplit("/", 1)[1])
         assert wait_job(operator, job_id)["status"] == "succeeded"
+
+
+def test_a_long_plan_is_folded_and_each_step_loads_its_sql(
+    panel: Panel, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("long")
+    revisions = linear(60)
+    revisions[30] = Rev(
+        revisions[30].id, revisions[29].id, "drop it", "op.drop_table('t_r00000')", "pass"
+    )
+    ini = make_project(root / "project", revisions)
+    target = sqlite_target(root / "target.sqlite3", None)
+    with panel.open(database_url=target, alembic_config=ini) as apps:
+        page = page_soup(apps["operator"].get("/preview", params={"target": "head"}))
+        assert page.select("#sql .sql-step") == [] and page.select_one("#sql-folded") is not None
+        steps = page.select("#plan-steps li details")
+        assert len(steps) == 60
+        dropping = page.select_one("#plan-steps li[data-revision='r00030'] details")
+        assert dropping["hx-get"] == "/revisions/r00030/step?direction=upgrade"
+        kinds = [b["data-kind"] for b in dropping.select("summary .risk")]
+        assert kinds == ["irreversible", "destructive"]
+        # Without JavaScript the step still links to where its SQL is.
+        assert dropping.select_one("div a")["href"] == "/revisions/r00030"
+        assert page.select_one("#confirm-destructive-value").get_text() == "table t_r00000"
+        fragment = page_soup(apps["viewer"].get("/revisions/r00030/step?direction=upgrade"))
+        assert "DROP TABLE t_r00000" in fragment.select_one(".sql").get_text()
+        assert page.select_one("#download-sql") is not None
+        bad = apps["viewer"].get("/revisions/r00030/step?direction=sideways")
+        assert bad.status_code == 400
+        assert apps["viewer"].get("/revisions/nope!/step").status_code == 400
+        assert apps["viewer"].get("/revisions/zzzz9999/step").status_code == 404

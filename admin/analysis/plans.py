@@ -17,7 +17,7 @@ from admin.analysis import lint
 from admin.analysis.badges import BACKUP_KINDS, CONFIRMED_KINDS, Badge, Kind
 from admin.analysis.gate import Blocked, blocked
 from admin.analysis.lint import Finding, LintReport
-from admin.analysis.rendering import Rendered, from_script
+from admin.analysis.rendering import Rendered, from_script, rendered_steps
 from admin.analysis.risk import StepRisk, analyze
 from admin.config import Settings
 from admin.migrations import Direction, Plan, Project, SqlScript
@@ -137,9 +137,11 @@ class StepView:
 
 
 def step_view(
-    settings: Settings, project: Project, revision: str, direction: Direction, piece: Rendered
+    settings: Settings, project: Project, revision: str, direction: Direction
 ) -> StepView:
+    """One revision's step alone: its SQL, badges and squawk's findings."""
     url = settings.database_url
+    piece = rendered_steps(project, [revision], url, direction)[revision]
     risk = analyze(project, url, [revision], var_dir=settings.var_dir)[revision].step(direction)
     report = lint.lint(
         project,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import history, migrations, preview
-from admin.analysis import plans, rendering
+from admin import migrations, preview
+from admin.analysis import plans
 from admin.errors import AdminError
 from admin.web.deps import ActorDep, ReviewerUser, RuntimeDep, StoreSession
 from admin.web.render import render
@@ -81,22 +81,3 @@ def download(
         media_type="application/sql; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{shown.filename}"'},
     )
-
-
-@router.get("/preview/step/{revision_id}")
-def step_sql(
-    request: Request,
-    user: ReviewerUser,
-    runtime: RuntimeDep,
-    revision_id: Annotated[str, Path(max_length=200)],
-    direction: DirectionText = "upgrade",
-) -> Response:
-    """One step's SQL and lint findings, loaded when a folded step of a long plan opens."""
-    settings = runtime.settings
-    chosen = preview.PreviewRequest.parse(direction, "head").direction
-    project = migrations.open_project(settings.alembic_config)
-    revision = project.graph().get(history.check_revision_id(revision_id))
-    url = settings.database_url
-    piece = rendering.rendered_steps(project, [revision.id], url, chosen)[revision.id]
-    one = plans.step_view(settings, project, revision.id, chosen, piece)
-    return render(request, "partials/_step_sql.html", {"one": one})

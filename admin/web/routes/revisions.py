@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import audit, history, migrations
+from admin import audit, history, migrations, preview
+from admin.analysis import plans
 from admin.analysis.views import for_revision, for_revisions
 from admin.web.deps import CurrentUser, RuntimeDep
 from admin.web.render import render
@@ -55,3 +56,21 @@ def revision(
     context = {"detail": detail, "applied": applied}
     context.update(for_revision(runtime, project, detail.revision.id))
     return render(request, "revision.html", context)
+
+
+@router.get("/revisions/{revision_id}/step")
+def step_sql(
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    revision_id: Annotated[str, Path(max_length=200)],
+    direction: Annotated[str, Query(max_length=20)] = "upgrade",
+) -> Response:
+    """One step's SQL, badges and squawk findings (a long preview's folded step loads it;
+    the revision page shows the same SQL to viewers)."""
+    settings = runtime.settings
+    chosen = preview.PreviewRequest.parse(direction, "head").direction
+    project = migrations.open_project(settings.alembic_config)
+    revision = project.graph().get(history.check_revision_id(revision_id))
+    one = plans.step_view(settings, project, revision.id, chosen)
+    return render(request, "partials/_step_sql.html", {"one": one})
