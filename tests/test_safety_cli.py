@@ -10,7 +10,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from reading_support import CRM_HEAD, CRM_INI, IRREVERSIBLE
+from helpers import TEST_SECRET_KEY
+from reading_support import CRM_HEAD, CRM_INI, IRREVERSIBLE, sqlite_target
 from sqlalchemy import create_engine, inspect, text
 from test_cli_engine import schema_admin
 
@@ -112,3 +113,21 @@ def test_cli_refuses_a_downgrade_across_the_irreversible_revision(
     down = schema_admin(tmp_path, CRM_INI, url, "downgrade", IRREVERSIBLE)
     assert down.returncode == 0, down.stdout + down.stderr
     assert schema_of(url)["@version"] == [IRREVERSIBLE]
+
+
+def test_production_migrate_needs_confirm_for_a_destructive_upgrade(tmp_path: Path) -> None:
+    url = sqlite_target(tmp_path / "target.sqlite3", None)
+    prod = {"ENVIRONMENT": "production", "SECRET_KEY": TEST_SECRET_KEY}
+    refused = schema_admin(tmp_path, CRM_INI, url, "migrate", **prod)
+    phrase = f"clients.passport_number, {IRREVERSIBLE}"
+    assert refused.returncode == 1
+    assert f"pass --confirm '{phrase}'" in refused.stderr.strip().splitlines()[-1]
+    assert f"{IRREVERSIBLE}: [destructive] drops column clients.passport_number" in refused.stderr
+    engine = create_engine(url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    done = schema_admin(tmp_path, CRM_INI, url, "migrate", "--confirm", phrase, **prod)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert schema_of(url)["@version"] == [CRM_HEAD]
