@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -140,23 +141,44 @@ def drift(
 ) -> dict[str, Drift]:
     """Which of ``revisions`` changed since a job applied them (and nobody acknowledged)."""
     graph = project.graph()
-    rows = latest(session, target_key(settings.database_url), revisions)
+    wanted = [r for r in dict.fromkeys(revisions) if r in graph.by_id]
+    newest: dict[str, Any] = {}
+    # Hashes only: a history page asks for 100 revisions, and contents are read for the
+    # changed ones alone.
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(
+                AppliedFile.id,
+                AppliedFile.revision,
+                AppliedFile.sha256,
+                AppliedFile.acknowledged_sha256,
+            )
+            .where(
+                AppliedFile.target_key == target_key(settings.database_url),
+                AppliedFile.revision.in_(wanted[start : start + 500]),
+            )
+            .order_by(AppliedFile.id)
+        )
+        for row in rows:
+            newest[row.revision] = row
     found = {}
-    for rid, row in rows.items():
-        known = graph.by_id.get(rid)
-        if known is None or known.sha256 in (row.sha256, row.acknowledged_sha256):
+    for rid, row in newest.items():
+        known = graph.by_id[rid]
+        if known.sha256 in (row.sha256, row.acknowledged_sha256):
             continue
+        record_row = session.get(AppliedFile, row.id)
+        assert record_row is not None
         try:
             now = known.path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             now = ""
         found[rid] = Drift(
             rid,
-            row.job_id,
-            row.applied_at,
-            row.sha256,
+            record_row.job_id,
+            record_row.applied_at,
+            record_row.sha256,
             known.sha256,
-            _diff(row, now, known.path.name),
+            _diff(record_row, now, known.path.name),
         )
     return found
 

@@ -66,6 +66,10 @@ class RevisionRisk:
         return self.upgrade.badges
 
 
+# Decoded results by cache key (the JSON in the cache, as objects: a warm page reads these).
+_decoded: dict[str, StepRisk] = {}
+
+
 def _key(revision: Revision, dialect: str, direction: Direction) -> str:
     return f"risk:{VERSION}:{revision.sha256}:{dialect}:{direction.value}"
 
@@ -145,21 +149,34 @@ def analyze(
         for rev in revisions
         for direction in Direction
     }
-    known = cache.get_many(keys.values())
-    missing = [rev for rev in revisions if any(keys[(rev.id, d)] not in known for d in Direction)]
+    known = cache.get_many(k for k in keys.values() if k not in _decoded)
+    missing = [
+        rev
+        for rev in revisions
+        if any(
+            keys[(rev.id, d)] not in known and keys[(rev.id, d)] not in _decoded for d in Direction
+        )
+    ]
     if missing:
         known.update(_compute(project, url, dialect, missing, keys, rendered, cache))
     results = {}
     for rev in revisions:
         steps = {}
         for direction in Direction:
-            entry = known[keys[(rev.id, direction)]]
-            steps[direction] = StepRisk(
-                rev.id,
-                direction,
-                tuple(Badge.from_json(b) for b in entry["badges"]),
-                entry.get("error"),
-            )
+            key = keys[(rev.id, direction)]
+            step = _decoded.get(key)
+            if step is None or step.revision != rev.id:
+                entry = known[key]
+                step = StepRisk(
+                    rev.id,
+                    direction,
+                    tuple(Badge.from_json(b) for b in entry["badges"]),
+                    entry.get("error"),
+                )
+                if len(_decoded) > 200_000:
+                    _decoded.clear()
+                _decoded[key] = step
+            steps[direction] = step
         results[rev.id] = RevisionRisk(rev.id, steps[Direction.UPGRADE], steps[Direction.DOWNGRADE])
     return results
 

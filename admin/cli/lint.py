@@ -1,9 +1,10 @@
 """schema-admin lint: squawk over the SQL of a range of revisions, for CI.
 
-Renders the range's upgrade SQL offline (no database is read when the range is given with
-its start: the default ``base:heads`` is), lints each step with squawk, and prints the
-findings as text, JSON or SARIF 2.1.0 with each revision's risk badges. The exit code says
-whether a finding at or above ``--fail-on`` was found.
+Renders the range's upgrade SQL offline where the cache (by file hash) lacks it (no
+database is read when the range is given with its start, as the default ``base:heads``
+is), lints each step with squawk, and prints the findings as text, JSON or SARIF 2.1.0
+with each revision's risk badges. The exit code says whether a finding at or above
+``--fail-on`` was found.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from admin import migrations
-from admin.analysis import analyze, lint, render_plan, sarif
-from admin.analysis.rendering import from_script
+from admin.analysis import analyze, lint, sarif
 from admin.cli import target
 from admin.cli.base import Commands
 from admin.config import Settings
@@ -88,23 +88,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     project = target.project(settings)
     plan = _plan(settings, args.range, settings.database_url)
     ids = plan.revision_ids
-    script = render_plan(project, plan, url, target.dialect(url))
-    rendered = from_script(script)
+    # Only what the cache lacks is rendered (analyze and lint share the rendered history).
     report = lint.lint(
-        project,
-        url,
-        ids,
-        Direction.UPGRADE,
-        lint.options_for(settings),
-        var_dir=settings.var_dir,
-        rendered=rendered,
+        project, url, ids, Direction.UPGRADE, lint.options_for(settings), var_dir=settings.var_dir
     )
     if not report.applies:
         target.note(f"{report.reason}: pass --postgresql to lint the PostgreSQL SQL")
         return 0
-    risks = analyze(
-        project, url, ids, var_dir=settings.var_dir, rendered={Direction.UPGRADE: rendered}
-    )
+    risks = analyze(project, url, ids, var_dir=settings.var_dir)
     text = _format(args.format, report, risks, _paths(project, ids), ids)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
