@@ -367,7 +367,7 @@ def test_a_long_plan_is_folded_and_each_step_loads_its_sql(
         kinds = [b["data-kind"] for b in dropping.select("summary .risk")]
         assert kinds == ["irreversible", "destructive"]
         # Without JavaScript the step still links to where its SQL is.
-        assert dropping.select_one("div a")["href"] == "/revisions/r00030"
+        assert dropping.select_one("details > a")["href"] == "/revisions/r00030"
         assert page.select_one("#confirm-destructive-value").get_text() == "table t_r00000"
         fragment = page_soup(apps["viewer"].get("/revisions/r00030/step?direction=upgrade"))
         assert "DROP TABLE t_r00000" in fragment.select_one(".sql").get_text()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import PASSWORD, LiveServer
-from reading_support import CRM_INI, CRM_ORDER, IRREVERSIBLE
+from reading_support import CRM_INI, CRM_ORDER, IRREVERSIBLE, linear, make_project, stamp
 
 from admin import migrations
 from admin.migrations import Command
@@ -82,3 +82,39 @@ def test_destructive_upgrade_asks_for_its_confirmation_then_irreversible_downgra
     assert blocked.is_visible()
     assert f"lowest it can reach is {IRREVERSIBLE}" in blocked.inner_text()
     assert page.locator("#apply-refused").is_visible()
+
+
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A project of 60 revisions (a long plan: its preview is folded), SQLite at base."""
+    root = tmp_path_factory.mktemp("safety-long")
+    ini = make_project(root / "project", linear(60))
+    target = root / "long.sqlite3"
+    stamp(f"sqlite:///{target}", None)
+    live = LiveServer(
+        root / "server",
+        env_overrides={"ALEMBIC_CONFIG": str(ini), "DATABASE_URL": f"sqlite:///{target}"},
+    ).start()
+    live.add_user("long-rev", "reviewer")
+    yield live
+    live.stop()
+
+
+def test_a_folded_step_loads_its_sql_when_opened(long_server: LiveServer, page: Any) -> None:
+    base = long_server.url
+    page.goto(base + "/login")
+    page.fill("#username", "long-rev")
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/")
+    page.goto(base + "/preview?direction=upgrade&target=head")
+    step = page.locator("#plan-steps li[data-revision='r00031'] details")
+    assert step.locator(".step-sql").count() == 0
+    step.locator("summary").click()
+    page.wait_for_selector("#plan-steps li[data-revision='r00031'] .step-sql .sql")
+    assert "CREATE TABLE t_r00031" in step.locator(".step-sql .sql").inner_text()
+    # Closing and opening again does not load it twice.
+    step.locator("summary").click()
+    step.locator("summary").click()
+    page.wait_for_timeout(300)
+    assert step.locator(".step-sql").count() == 1
