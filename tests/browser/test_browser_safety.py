@@ -42,15 +42,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
+def _sign_in(page: Any, base: str, username: str) -> None:
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
 def test_destructive_upgrade_asks_for_its_confirmation_then_irreversible_downgrade_has_no_apply(
     server: LiveServer, page: Any
 ) -> None:
     base = server.url
-    page.goto(base + "/login")
-    page.fill("#username", "safe-op")
-    page.fill("#password", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(base + "/")
+    _sign_in(page, base, "safe-op")
     # The dashboard's pending list already shows the drop.
     pending = page.locator(f"#pending li[data-revision='{IRREVERSIBLE}'] .risk")
     # SQLite: batch mode needs the live table to render the drop offline.
@@ -102,11 +106,7 @@ def long_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 def test_a_folded_step_loads_its_sql_when_opened(long_server: LiveServer, page: Any) -> None:
     base = long_server.url
-    page.goto(base + "/login")
-    page.fill("#username", "long-rev")
-    page.fill("#password", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(base + "/")
+    _sign_in(page, base, "long-rev")
     page.goto(base + "/preview?direction=upgrade&target=head")
     step = page.locator("#plan-steps li[data-revision='r00031'] details")
     assert step.locator(".step-sql").count() == 0
