@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from admin import analysis, migrations
 from admin.analysis import lint
+from admin.analysis.risk import forget
 from admin.migrations import Direction
 from admin.store.models import Role
 from admin.web.app import create_app
@@ -109,6 +110,7 @@ def _lint_rows(ctx: Context, section: Section) -> None:
         analysis.analyze(project, url, ids, var_dir=var)
         lint.lint(project, url, ids, Direction.UPGRADE, lint.LintOptions(), var_dir=var)
 
+    forget()
     started = time.perf_counter()
     both()
     first = time.perf_counter() - started
@@ -136,6 +138,7 @@ def _preview_rows(ctx: Context, section: Section) -> None:
         path = "/preview?direction=upgrade&target=heads"
         with TestClient(app) as client:
             signed_in(client, Role.REVIEWER)
+            forget()
             size = get(client, path)
             first = samples[-1]
             warm = []
@@ -168,6 +171,7 @@ def _history_rows(ctx: Context, section: Section) -> None:
     app.add_middleware(ServerTime, samples=samples)
     with TestClient(app) as client:
         signed_in(client)
+        forget()
         get(client, "/revisions")
         first = samples[-1]
         warm = []

@@ -136,34 +136,48 @@ def _diff(row: AppliedFile, now: str, path: str) -> str:
     return "".join(out)
 
 
-def drift(
-    session: Session, settings: Settings, project: Project, revisions: Iterable[str]
-) -> dict[str, Drift]:
-    """Which of ``revisions`` changed since a job applied them (and nobody acknowledged)."""
-    graph = project.graph()
-    wanted = [r for r in dict.fromkeys(revisions) if r in graph.by_id]
+def _newest(session: Session, key: str, wanted: list[str] | None) -> dict[str, Any]:
+    """The newest record's id and hashes per revision (of ``wanted``, or all of them)."""
+    columns = select(
+        AppliedFile.id, AppliedFile.revision, AppliedFile.sha256, AppliedFile.acknowledged_sha256
+    ).where(AppliedFile.target_key == key)
+    chunks = (
+        [columns]
+        if wanted is None
+        else [
+            columns.where(AppliedFile.revision.in_(wanted[i : i + 500]))
+            for i in range(0, len(wanted), 500)
+        ]
+    )
     newest: dict[str, Any] = {}
+    for query in chunks:
+        for row in session.execute(query.order_by(AppliedFile.id)):
+            newest[row.revision] = row
+    return newest
+
+
+def drift(
+    session: Session,
+    settings: Settings,
+    project: Project,
+    revisions: Iterable[str] | None,
+    *,
+    among: frozenset[str] | None = None,
+) -> dict[str, Drift]:
+    """Which of ``revisions`` (None: every recorded one, kept to ``among`` when given)
+    changed since a job applied them, and nobody acknowledged it."""
+    graph = project.graph()
+    wanted = (
+        None if revisions is None else [r for r in dict.fromkeys(revisions) if r in graph.by_id]
+    )
     # Hashes only: a history page asks for 100 revisions, and contents are read for the
     # changed ones alone.
-    for start in range(0, len(wanted), 500):
-        rows = session.execute(
-            select(
-                AppliedFile.id,
-                AppliedFile.revision,
-                AppliedFile.sha256,
-                AppliedFile.acknowledged_sha256,
-            )
-            .where(
-                AppliedFile.target_key == target_key(settings.database_url),
-                AppliedFile.revision.in_(wanted[start : start + 500]),
-            )
-            .order_by(AppliedFile.id)
-        )
-        for row in rows:
-            newest[row.revision] = row
+    newest = _newest(session, target_key(settings.database_url), wanted)
     found = {}
     for rid, row in newest.items():
-        known = graph.by_id[rid]
+        known = graph.by_id.get(rid)
+        if known is None or (among is not None and rid not in among):
+            continue
         if known.sha256 in (row.sha256, row.acknowledged_sha256):
             continue
         record_row = session.get(AppliedFile, row.id)
@@ -188,7 +202,7 @@ def applied_drift(
 ) -> dict[str, Drift]:
     """Drift among the revisions applied to the database now (``current``: its heads)."""
     graph = project.graph()
-    return drift(session, settings, project, ancestors(graph, current))
+    return drift(session, settings, project, None, among=ancestors(graph, current))
 
 
 def refuse_drift(

@@ -70,6 +70,17 @@ class RevisionRisk:
 _decoded: dict[str, StepRisk] = {}
 
 
+def forget() -> None:
+    """Drop what this process keeps in memory (the files in VAR_DIR stay): a cold start."""
+    from admin.analysis import cache, rendering
+
+    _decoded.clear()
+    with rendering._lock:
+        rendering._plans.clear()
+    with cache._caches_lock:
+        cache._caches.clear()
+
+
 def _key(revision: Revision, dialect: str, direction: Direction) -> str:
     return f"risk:{VERSION}:{revision.sha256}:{dialect}:{direction.value}"
 
