@@ -131,3 +131,15 @@ def test_production_migrate_needs_confirm_for_a_destructive_upgrade(tmp_path: Pa
     done = schema_admin(tmp_path, CRM_INI, url, "migrate", "--confirm", phrase, **prod)
     assert done.returncode == 0, done.stdout + done.stderr
     assert schema_of(url)["@version"] == [CRM_HEAD]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LINT_PG_VERSION", "fifteen"), ("LINT_EXCLUDED_RULES", "ban-drop-column,DROP TABLE x")],
+)
+def test_bad_lint_settings_stop_with_one_line(tmp_path: Path, variable: str, value: str) -> None:
+    sqlite = f"sqlite:///{tmp_path / 't.sqlite3'}"
+    done = schema_admin(tmp_path, CRM_INI, sqlite, "lint", "--postgresql", **{variable: value})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]

@@ -72,7 +72,8 @@ def record(session: Session, settings: Settings, project: Project, job: Job) -> 
         if known is None:
             continue
         data = known.path.read_bytes()
-        files.append((rid, str(known.path), hashlib.sha256(data).hexdigest(), data.decode()))
+        text = data.decode("utf-8", errors="replace")
+        files.append((rid, str(known.path), hashlib.sha256(data).hexdigest(), text))
     all_files = {rid: sha for rid, _, sha, _ in files}
     steps = tuple(
         Step(str(r), Direction.UPGRADE, "", all_files.get(str(r), ""), (), ()) for r in job.plan
@@ -103,7 +104,7 @@ def record_job(session: Session, settings: Settings, job: Job) -> int:
 
     try:
         return record(session, settings, open_project(settings.alembic_config), job)
-    except (OSError, UnicodeDecodeError, AdminError) as exc:
+    except (OSError, AdminError) as exc:
         log.warning("job %s: applied files not recorded: %s", job.id, exc)
         return 0
 

@@ -24,7 +24,7 @@ from admin.history import dialect_of
 from admin.migrations import Direction, Project, Revision
 
 # Bump when the rules change: older cached results are then never read.
-VERSION = 4
+VERSION = 6
 _IRREVERSIBLE_ERROR = re.compile(
     r"NotImplementedError|irreversible|cannot be (downgraded|reverted|undone)", re.I
 )

@@ -18,6 +18,9 @@ _NOT_SCHEMA = frozenset(
     {"execute", "bulk_insert", "get_bind", "get_context", "f", "inline_literal", "run_async"}
 )
 _DATA_WORDS = ("UPDATE", "DELETE", "INSERT", "MERGE", "COPY")
+# Raw SQL that changes the schema (for "its downgrade does nothing while its upgrade changes
+# the schema").
+_DDL_WORDS = ("CREATE", "ALTER", "DROP", "COMMENT")
 _LENGTH_TYPES = frozenset({"String", "VARCHAR", "CHAR", "Unicode", "NVARCHAR", "Text"})
 _WIDTH = {"SmallInteger": 2, "Integer": 4, "BigInteger": 8}
 
@@ -168,6 +171,8 @@ class _Walker(ast.NodeVisitor):
         text = _source_text(arg) if arg is not None else ""
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             first = arg.value.lstrip().split(None, 1)[0].upper() if arg.value.strip() else ""
+            if first in _DDL_WORDS:
+                self.schema_calls += 1
             if first in _DATA_WORDS:
                 self.badges.append(
                     Badge(Kind.DATA_MIGRATION, f"changes rows: {one_line(arg.value, 90)}")

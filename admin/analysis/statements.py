@@ -94,6 +94,8 @@ def sql_badges(sql: str, dialect: str, version_table: str = "alembic_version") -
         if rename:
             rebuilt.add(_bare(rename.group(2)))
     badges: list[Badge] = []
+    # Said after the statements that explain it (CONCURRENTLY needs the commit).
+    late: list[Badge] = []
     begun = False
     for index, statement in enumerate(statements):
         upper = statement.upper
@@ -102,7 +104,7 @@ def sql_badges(sql: str, dialect: str, version_table: str = "alembic_version") -
             continue
         if upper == "COMMIT":
             if begun and index != len(statements) - 1:
-                badges.append(
+                late.append(
                     Badge(
                         Kind.NON_TRANSACTIONAL,
                         "commits in the middle of the step: what follows runs outside its "
@@ -124,7 +126,7 @@ def sql_badges(sql: str, dialect: str, version_table: str = "alembic_version") -
             )
         if dialect == "postgresql":
             badges.extend(_long_locks(statement, created))
-    return tuple(badges)
+    return tuple(badges + late)
 
 
 def _destructive(statement: Statement, rebuilt: set[str]) -> list[Badge]:
