@@ -19,6 +19,7 @@ from bench import (
     log_latency,
     offline_sql,
     report,
+    safety,
     status,
 )
 
@@ -33,6 +34,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "log-latency": log_latency,
     "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store
     "backup": backup,  # BENCH_BACKUP_SCALE (default 50, ~800 MB) sets the pgbench scale
+    "safety": safety,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
