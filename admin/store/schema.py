@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from admin.config import mask_url
 from admin.errors import Unavailable, describe
 from admin.store.db import ensure_sqlite_parent
 
@@ -92,7 +93,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             after = current_revision(connection)
             connection.commit()
     except SQLAlchemyError as exc:
-        where = engine.url.render_as_string(hide_password=True)
+        where = mask_url(engine.url)
         raise Unavailable(f"the store {where} could not be upgraded: {describe(exc)}") from exc
     if before != after:
         log.info("store schema upgraded from %s to %s", before or "empty", after)
