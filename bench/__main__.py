@@ -16,6 +16,7 @@ from bench import (
     history,
     history_page,
     job_upgrade,
+    live_log_memory,
     log_latency,
     offline_sql,
     report,
@@ -32,6 +33,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "offline-sql": offline_sql,
     "job-upgrade": job_upgrade,
     "log-latency": log_latency,
+    "live-log-memory": live_log_memory,
     "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store
     "backup": backup,  # BENCH_BACKUP_SCALE (default 50, ~800 MB) sets the pgbench scale
     "safety": safety,
