@@ -56,6 +56,8 @@ class RevisionRisk:
     revision: str
     upgrade: StepRisk
     downgrade: StepRisk
+    # From the file alone, while its SQL is analysed in the background.
+    provisional: bool = False
 
     def step(self, direction: Direction) -> StepRisk:
         return self.upgrade if direction is Direction.UPGRADE else self.downgrade
@@ -148,9 +150,12 @@ def analyze(
     *,
     var_dir: Path | None = None,
     rendered: Mapping[Direction, Mapping[str, Rendered]] | None = None,
+    wait: bool = True,
 ) -> dict[str, RevisionRisk]:
     """Both directions of each revision (unknown ids are left out); ``rendered`` hands in
-    SQL already rendered (a preview's plan), so it is not rendered again."""
+    SQL already rendered (a preview's plan), so it is not rendered again. Without ``wait``,
+    what is not analysed yet comes from the file alone (``provisional``) and is analysed in
+    the background (``admin.analysis.background``)."""
     graph = project.graph()
     revisions = [graph.by_id[r] for r in dict.fromkeys(revision_ids) if r in graph.by_id]
     dialect = dialect_of(url)
@@ -168,9 +173,16 @@ def analyze(
             keys[(rev.id, d)] not in known and keys[(rev.id, d)] not in _decoded for d in Direction
         )
     ]
-    if missing:
+    provisional: dict[str, RevisionRisk] = {}
+    if missing and not wait:
+        from admin.analysis.background import ANALYZER
+
+        ANALYZER.request(project, url, var_dir, [rev.id for rev in missing])
+        provisional = {rev.id: _from_source(project, rev, dialect) for rev in missing}
+        revisions = [rev for rev in revisions if rev.id not in provisional]
+    elif missing:
         known.update(_compute(project, url, dialect, missing, keys, rendered, cache))
-    results = {}
+    results: dict[str, RevisionRisk] = dict(provisional)
     for rev in revisions:
         steps = {}
         for direction in Direction:
@@ -190,6 +202,20 @@ def analyze(
             steps[direction] = step
         results[rev.id] = RevisionRisk(rev.id, steps[Direction.UPGRADE], steps[Direction.DOWNGRADE])
     return results
+
+
+def _from_source(project: Project, rev: Revision, dialect: str) -> RevisionRisk:
+    """What the file alone tells, until its SQL is analysed (never kept)."""
+    facts = _read_source(rev)
+    steps = {
+        direction: StepRisk(
+            rev.id,
+            direction,
+            tuple(combine(rev.id, facts, direction, None, dialect, project.version_table)),
+        )
+        for direction in Direction
+    }
+    return RevisionRisk(rev.id, steps[Direction.UPGRADE], steps[Direction.DOWNGRADE], True)
 
 
 def _compute(

@@ -12,10 +12,14 @@ from admin.migrations import Direction, Project, read_current
 from admin.runtime import Runtime
 
 
-def for_revisions(runtime: Runtime, project: Project, ids: list[str]) -> dict[str, Any]:
-    """``risks`` and ``drift`` (by revision id) for a list of revisions."""
+def for_revisions(
+    runtime: Runtime, project: Project, ids: list[str], *, wait: bool = True
+) -> dict[str, Any]:
+    """``risks`` and ``drift`` (by revision id) for a list of revisions; without ``wait``
+    (lists: the history, the dashboard) what is not analysed yet is marked provisional and
+    analysed in the background."""
     settings = runtime.settings
-    risks = analyze(project, settings.database_url, ids, var_dir=settings.var_dir)
+    risks = analyze(project, settings.database_url, ids, var_dir=settings.var_dir, wait=wait)
     with runtime.reads() as session:
         drift = applied.drift(session, settings, project, ids)
     return {"risks": risks, "drift": drift}

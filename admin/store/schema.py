@@ -19,7 +19,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from admin.config import mask_url
 from admin.errors import Unavailable, describe
 from admin.store.db import StoreUnavailable, ensure_sqlite_parent
 from admin.urls import mask_url

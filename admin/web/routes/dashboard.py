@@ -59,7 +59,7 @@ def _store_parts(
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     shown = [rev.id for rev in status.pending[:PENDING_SHOWN]]
     parts: dict[str, Any] = {"running_job": running_job(request)}
-    parts.update(for_revisions(runtime, project, shown))
+    parts.update(for_revisions(runtime, project, shown, wait=False))
     parts["applied_changes"] = applied_changes(runtime, project)
     if whole:
         parts["recent_jobs"] = recent_views(runtime)

@@ -36,7 +36,7 @@ def revisions(
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     listing = history.history_page(project, settings.database_url, query=q, page=page)
     ids = [entry.revision.id for entry in listing.entries]
-    context = {"history": listing, **for_revisions(runtime, project, ids)}
+    context = {"history": listing, **for_revisions(runtime, project, ids, wait=False)}
     return render(request, "revisions.html", context, block="history_table")
 
 
