@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from bench import public_projects
 from bench.context import Context, Databases
-from bench.job_upgrade import SECRET
+from bench.job_upgrade import SECRET, _ini_for
 from bench.report import Row, Section, load_average
 from bench.timing import ALEMBIC, Timing
 
@@ -71,15 +71,21 @@ def timed(args: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> f
 
 
 def side_by_side(
-    ours: list[str], theirs: list[str], env: dict[str, str], cwd: Path, runs: int
+    ours: list[str],
+    theirs: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    runs: int,
+    expect: int = 0,
 ) -> tuple[Timing, Timing]:
-    """Alternating runs of both commands (the machine's load weighs on both alike)."""
+    """Alternating runs of both commands (the machine's load weighs on both alike); ours
+    exits ``expect``."""
     a: list[float] = []
     b: list[float] = []
     for n in range(runs):
         pair = ((ours, a), (theirs, b)) if n % 2 == 0 else ((theirs, b), (ours, a))
         for args, samples in pair:
-            samples.append(timed(args, env, cwd))
+            samples.append(timed(args, env, cwd, expect if samples is a else 0))
     return (
         Timing(statistics.median(a), min(a), runs),
         Timing(statistics.median(b), min(b), runs),
@@ -195,6 +201,14 @@ def _spawn_to_lock(job: Job, settings: Settings, owner: Owner) -> float:
 
 
 def measure(ctx: Context) -> Section:
+    databases = Databases(ctx.server_url)
+    try:
+        return _measure(ctx, databases)
+    finally:
+        databases.drop_all()
+
+
+def _measure(ctx: Context, behind_databases: Databases) -> Section:
     section = Section("CLI start-up")
     load_before = load_average()
     generated = ctx.project(SIZE)
@@ -222,6 +236,19 @@ def measure(ctx: Context) -> Section:
         name: side_by_side(ours, theirs, env, cwd, runs)
         for name, (ours, theirs) in commands.items()
     }
+    # The same, with half the revisions pending: the plan of what is pending is made too.
+    behind = behind_databases.create("behind")
+    stamp(behind, (generated.order[SIZE // 2],))
+    behind_env = {**env, "DATABASE_URL": public_projects.plain(behind)}
+    behind_ini = _ini_for(generated.ini, behind)
+    results["status, half the revisions pending"] = side_by_side(
+        [SCHEMA_ADMIN, "status"],
+        [ALEMBIC, "-c", str(behind_ini), "current"],
+        behind_env,
+        cwd,
+        runs,
+        expect=3,
+    )
     bare = side_by_side(
         [sys.executable, "-c", "import alembic"], [sys.executable, "-c", "pass"], env, cwd, runs
     )
@@ -235,11 +262,12 @@ def measure(ctx: Context) -> Section:
         ),
     ]
     for name, (ours, theirs) in results.items():
-        raw = "`alembic current`" if name == "status" else "`alembic history`"
+        raw = "`alembic history`" if name == "history" else "`alembic current`"
         section.rows.append(
             Row(
                 SIZE,
-                f"`schema-admin {name}`, cache warm",
+                f"`schema-admin {name.split(',')[0]}`, cache warm"
+                + "".join(f", {more}" for more in name.split(", ")[1:]),
                 ours.ms,
                 raw,
                 theirs.ms,
@@ -275,23 +303,17 @@ def measure(ctx: Context) -> Section:
     section.notes.append(f"`import alembic` alone, `-X importtime`: {alembic_import}.")
     for name, (ours, theirs) in results.items():
         if ours.ms > theirs.ms:
+            pending = "pending" in name
+            command, run_env = name.split(",")[0], behind_env if pending else env
+            ini = behind_ini if pending else generated.ini
+            raw_args = ["-c", str(ini), "history" if name == "history" else "current"]
             section.notes.append(
-                f"`schema-admin {name}` is slower than the raw tool here: imports: "
-                + top_imports(["-m", "admin", name], env, cwd)
+                f"`schema-admin {command}` ({name}) is slower than the raw tool here: imports: "
+                + top_imports(["-m", "admin", command], run_env, cwd)
                 + "; calls (cProfile, cumulative): "
-                + top_calls(["-m", "admin", name], env, cwd)
+                + top_calls(["-m", "admin", command], run_env, cwd)
                 + ". The raw tool's imports: "
-                + top_imports(
-                    [
-                        "-m",
-                        "alembic",
-                        "-c",
-                        str(generated.ini),
-                        "current" if name == "status" else "history",
-                    ],
-                    env,
-                    cwd,
-                )
+                + top_imports(["-m", "alembic", *raw_args], run_env, cwd)
                 + "."
             )
     return section
