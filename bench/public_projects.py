@@ -322,6 +322,11 @@ def measure(ctx: Context) -> Section:
         )
         print(f"bench: public: skipped, {REPOS_ENV} is not set", file=sys.stderr)
         return section
+    section.notes.append(
+        "The check is the *met* column: *identical* (graph, listing, status, SQL, steps and "
+        "schema, as the module's docstring says). The times are of one run of each command, "
+        "beside each other for orientation: they include the projects' own imports."
+    )
     databases = Databases(ctx.server_url)
     try:
         for git_dir in repos:
