@@ -296,7 +296,8 @@ def _measure(ctx: Context, behind_databases: Databases) -> Section:
     ]
     section.notes.append(
         f"A generated project of {SIZE} revisions ({generated.branches} forks and merges), "
-        "its PostgreSQL database stamped at the head; each command run "
+        "its PostgreSQL database stamped at the head (and another half way, for the row with "
+        "pending revisions); each command run "
         f"{runs} times alternating with the raw tool's, medians. Load average (1, 5, 15 "
         f"min) before / after: {load_before} / {load_average()}."
     )
