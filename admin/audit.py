@@ -533,6 +533,24 @@ class BackupRefused(Event):
         return f"backup:{self.backup_id}" if self.backup_id is not None else "backups"
 
 
+# Safety (admin/analysis): an applied revision file edited since, acknowledged by an admin.
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppliedFileAcknowledged(Event):
+    """An admin accepted that an applied revision's file now differs from what ran."""
+
+    action = "applied-file-acknowledged"
+    revision: str
+    applied_sha256: str
+    file_sha256: str
+    job_id: int
+    reason: str
+
+    def target(self) -> str | None:
+        return f"revision:{self.revision}"
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -243,6 +243,18 @@ class Settings(BaseSettings):
         None, description="Directory of pg_dump / pg_restore (default: found on PATH)."
     )
 
+    # Safety: SQL lint (squawk).
+    lint_excluded_rules: str = Field(
+        "require-lock-timeout,require-statement-timeout,prefer-bigint-over-int,"
+        "prefer-identity,prefer-text-field",
+        max_length=2000,
+        description="squawk rules left out of the SQL lint (comma-separated; empty: none).",
+    )
+    lint_pg_version: str | None = Field(
+        None,
+        description="PostgreSQL version squawk lints for, e.g. 15 or 15.4 (unset: squawk's).",
+    )
+
     # Web.
     host: str = Field("127.0.0.1", description="Address the panel listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the panel listens on.")
@@ -297,6 +309,24 @@ class Settings(BaseSettings):
         if not _DURATION.match(value):
             raise ValueError("expected a PostgreSQL duration such as 0, 500ms, 10s or 2min")
         return value.replace(" ", "")
+
+    @field_validator("lint_excluded_rules")
+    @classmethod
+    def _lint_rules(cls, value: str) -> str:
+        rules = [r.strip() for r in value.split(",") if r.strip()]
+        for rule in rules:
+            if not re.fullmatch(r"[a-z][a-z0-9-]{1,80}", rule):
+                raise ValueError(f"{rule[:40]!r} is not a squawk rule name (e.g. ban-drop-column)")
+        return ",".join(rules)
+
+    @field_validator("lint_pg_version", mode="before")
+    @classmethod
+    def _lint_pg_version(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not re.fullmatch(r"\d{1,2}(\.\d{1,3})?", str(value).strip()):
+            raise ValueError("is not a PostgreSQL version such as 15 or 15.4")
+        return str(value).strip()
 
     @field_validator("backup_before_migrate", mode="before")
     @classmethod

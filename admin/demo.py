@@ -190,7 +190,7 @@ def create(settings: Settings, actor: audit.Actor, echo: Callable[[str], None] =
                     name=migrations.database_name(url), url=migrations.masked(url)
                 )
                 audit.record(session, created, actor)
-        project = migrations.open_project(settings.alembic_config)
+        project = migrations.open_project(settings.alembic_config, settings.cache_dir)
         _, current = migrations.read_current(project, url)
         plan = migrations.make_plan(project, migrations.Direction.UPGRADE, DEMO_REVISION, current)
         request = jobs.JobRequest(JobKind.UPGRADE, DEMO_REVISION, plan.fingerprint)

@@ -12,13 +12,18 @@ from types import ModuleType
 from bench import (
     audit_page,
     backup,
+    cli_startup,
     context,
+    dashboard_restart,
     history,
     history_page,
     job_upgrade,
+    live_log_memory,
     log_latency,
     offline_sql,
+    public_projects,
     report,
+    safety,
     status,
 )
 
@@ -31,8 +36,13 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "offline-sql": offline_sql,
     "job-upgrade": job_upgrade,
     "log-latency": log_latency,
+    "live-log-memory": live_log_memory,
     "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store
     "backup": backup,  # BENCH_BACKUP_SCALE (default 50, ~800 MB) sets the pgbench scale
+    "safety": safety,
+    "cli-startup": cli_startup,  # schema-admin status / history, the worker's start
+    "dashboard-restart": dashboard_restart,  # BENCH_DASHBOARD_SIZES (default 5000,20000)
+    "public": public_projects,  # BENCH_PUBLIC_REPOS: fetched repositories (skipped without)
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -47,7 +47,7 @@ class ServerTime:
                 self.samples.append(time.perf_counter() - started)
 
 
-def _settings(workdir: Path, size: int, ini: Path, url: str) -> Settings:
+def settings_for(workdir: Path, size: int, ini: Path, url: str) -> Settings:
     root = workdir / f"history-page-{size}"
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -61,14 +61,14 @@ def _settings(workdir: Path, size: int, ini: Path, url: str) -> Settings:
     )
 
 
-def _signed_in(client: TestClient) -> None:
+def signed_in(client: TestClient, role: Role = Role.VIEWER) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     with runtime.transaction() as session:
         users.create(
             session,
             audit.Actor("bench", None, Source.CLI),
             "bench",
-            Role.VIEWER,
+            role,
             PASSWORD,
             must_change_password=False,
         )
@@ -81,7 +81,7 @@ def _signed_in(client: TestClient) -> None:
         raise RuntimeError(f"the bench could not sign in: {answer.status_code}")
 
 
-def _get(client: TestClient, path: str, hx: bool = False) -> int:
+def get(client: TestClient, path: str, hx: bool = False) -> int:
     headers = {"HX-Request": "true"} if hx else {}
     answer = client.get(path, headers=headers, follow_redirects=False)
     if answer.status_code != 200:
@@ -99,11 +99,11 @@ def _timed(
     """
     per_request: list[list[float]] = [[] for _ in requests]
     for path, hx in requests:
-        _get(client, path, hx)
+        get(client, path, hx)
     for _ in range(runs):
         for seconds, (path, hx) in zip(per_request, requests, strict=True):
             samples.clear()
-            _get(client, path, hx)
+            get(client, path, hx)
             seconds.append(samples[-1])
     return [Timing(statistics.median(s), min(s), runs) for s in per_request]
 
@@ -113,14 +113,14 @@ def measure(ctx: Context) -> Section:
     for size in ctx.sizes:
         generated = ctx.project(size)
         url = ctx.database_at_head(size)
-        app = create_app(_settings(ctx.workdir, size, generated.ini, url))
+        app = create_app(settings_for(ctx.workdir, size, generated.ini, url))
         samples: list[float] = []
         app.add_middleware(ServerTime, samples=samples)
         runs = ctx.runs * 10
         middle = size // 200 or 1
         with TestClient(app) as client:
-            _signed_in(client)
-            first = _get(client, "/revisions")
+            signed_in(client)
+            first = get(client, "/revisions")
             timings = _timed(
                 client,
                 samples,

@@ -23,6 +23,8 @@ class Row:
     target: str = ""
     met: bool | None = None
     ours_best: float | None = None
+    # "ms" (times, shown as µs / ms / s) or another unit shown as it is ("MiB").
+    unit: str = "ms"
 
     @property
     def ratio(self) -> float | None:
@@ -52,6 +54,12 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f} ms"
 
 
+def _value(value: float | None, unit: str) -> str:
+    if unit == "ms" or value is None:
+        return _ms(value)
+    return f"{value:,.1f} {unit}"
+
+
 def _met(value: bool | None) -> str:
     return {True: "yes", False: "**no**", None: ""}[value]
 
@@ -69,7 +77,8 @@ def rows(section: Section) -> list[str]:
         ratio = f"{row.ratio:.3f}×" if row.ratio is not None else ""
         out.append(
             f"| {section.title} | {row.size if row.size is not None else ''} | {row.ours} | "
-            f"{_ms(row.ours_ms)} | {_ms(row.ours_best)} | {row.theirs or ''} | "
+            f"{_value(row.ours_ms, row.unit)} | {_value(row.ours_best, row.unit)} | "
+            f"{row.theirs or ''} | "
             f"{_ms(row.theirs_ms)} | {ratio} | "
             f"{row.target} | {_met(row.met)} |"
         )

@@ -45,7 +45,7 @@ from admin.cli import build_parser
 from admin.config import Settings
 from admin.jobs import queue
 from admin.runtime import Runtime
-from admin.store.models import Backup, BackupStatus, Role, Source
+from admin.store.models import AppliedFile, Backup, BackupStatus, Role, Source
 from admin.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY
 
@@ -351,6 +351,25 @@ def _export(web: Web) -> httpx.Response:
     return web.as_role("admin").get("/audit/export", params={"format": "jsonl"})
 
 
+def _acknowledge(web: Web) -> httpx.Response:
+    """An applied file recorded with another hash than the file has now, acknowledged."""
+    with web.runtime.transaction() as session:
+        session.add(
+            AppliedFile(
+                target_key=migrations.target_key(web.settings.database_url),
+                revision=FAST,
+                path="c1.py",
+                sha256="0" * 64,
+                content="",
+                matches_plan=True,
+                job_id=1,
+            )
+        )
+    return web.post(
+        web.as_role("admin"), f"/revisions/{FAST}/acknowledge", reason="reviewed the change"
+    )
+
+
 WEB_RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/login"): Recipe("login-succeeded", _login),
     ("POST", "/logout"): Recipe("logout", _logout),
@@ -394,6 +413,9 @@ WEB_RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/backups/{backup_id}/restore"): Recipe("job-queued", _restore_backup),
     ("POST", "/audit/verify"): Recipe("audit-verified", _verify_chain),
     ("GET", "/audit/export"): Recipe("audit-exported", _export),
+    ("POST", "/revisions/{revision_id}/acknowledge"): Recipe(
+        "applied-file-acknowledged", _acknowledge
+    ),
 }
 
 
@@ -476,6 +498,7 @@ CLI_READ_ONLY: dict[tuple[str, ...], str] = {
     ("user", "list"): "reads the users",
     ("status",): "reads where the target stands",
     ("history",): "reads the revision files and the target's revision",
+    ("lint",): "lints SQL rendered from the revision files (a CI check); nothing changes",
     ("sql",): "renders SQL from the revision files, which the person at the terminal can "
     "read already; the panel's previews are audited because they answer reviewers",
     ("backups", "list"): "reads the backups' records",

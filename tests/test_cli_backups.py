@@ -91,12 +91,14 @@ def test_backup_verify_restore_and_prune_from_the_command_line(
     pruned = cli("backups", "prune", **keep_one)
     assert pruned.returncode == 0 and f"removed backup 1: {file_name}" in pruned.stdout
     assert not dump.exists()
-    assert rows(tmp_path, "SELECT id, status FROM backups ORDER BY id") == [
-        (1, "deleted"),
-        (2, "verified"),
+    # 3 is the safety copy the restore over the target took first (the newest, so kept).
+    assert rows(tmp_path, "SELECT id, status, reason FROM backups ORDER BY id") == [
+        (1, "deleted", "manual"),
+        (2, "deleted", "scheduled"),
+        (3, "verified", "before-restore"),
     ]
     actions = [a for (a,) in rows(tmp_path, "SELECT action FROM audit_events")]
-    assert actions.count("backup-verified") == 2 and "backups-pruned" in actions
+    assert actions.count("backup-verified") == 3 and "backups-pruned" in actions
     assert "restore-finished" in actions and "restore-refused" in actions
 
 

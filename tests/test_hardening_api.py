@@ -69,7 +69,7 @@ def api_server(
 
 @pytest.mark.parametrize("caller", ["admin", "viewer", "anonymous"])
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    api_server: tuple[LiveServer, dict[str, str]], caller: str
+    api_server: tuple[LiveServer, dict[str, str]], caller: str, tmp_path: Path
 ) -> None:
     server, secrets_ = api_server
     command = [
@@ -94,6 +94,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         command += ["-H", f"Authorization: Bearer {secrets_[caller]}"]
     result = subprocess.run(
         command,
+        cwd=tmp_path,  # its cache (.schemathesis/) stays out of the checkout
         capture_output=True,
         text=True,
         timeout=300,

@@ -77,7 +77,12 @@ def _apply_from_preview(world: World, client: TestClient, target: str) -> int:
     assert page.status_code == 200, page.text[:300]
     form = page_soup(page).select_one("form#apply-form")
     assert form is not None and form["action"] == "/jobs"
-    data = {str(i["name"]): str(i.get("value", "")) for i in form.select("input[name]")}
+    data = {
+        str(i["name"]): str(i.get("value", ""))
+        for i in form.select("input[name]")
+        # As a browser sends it: an unticked box is not sent.
+        if i.get("type") != "checkbox" or i.has_attr("checked")
+    }
     answer = client.post("/jobs", data=data, follow_redirects=False)
     assert answer.status_code == 303, answer.text[:300]
     job_id = int(answer.headers["location"].rsplit("/", 1)[1])

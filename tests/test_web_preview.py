@@ -155,6 +155,10 @@ def test_operator_gets_the_apply_form_with_the_plans_fingerprint(pg: Apps, pg_ur
         "kind": "upgrade",
         "target": "head",
         "plan_fingerprint": plan.fingerprint,
+        # The plan drops clients.passport_number (e47a90b3d6f1): typed confirmation, and a
+        # backup first, ticked by default (tests/test_safety_web.py).
+        "confirm_destructive": None,
+        "backup_first": "yes",
     }
     assert soup.select_one("#apply-form input[type=password]") is None
     assert form.select_one("button[type=submit]").text == "Apply upgrade"
@@ -183,7 +187,8 @@ def test_a_downgrade_asks_to_type_where_the_database_will_be(
     assert password["type"] == "password" and password.has_attr("required")
     assert soup.select_one("form#apply-form input[name=confirm_target]") is not None
     assert upgrade.select_one("form#apply-form") is not None
-    assert upgrade.select_one("form#apply-form input[name=password]") is None
+    # That upgrade drops clients.passport_number: in production it asks for the password too.
+    assert upgrade.select_one("form#apply-form input[name=password]") is not None
 
 
 def test_the_apply_form_as_built_is_accepted_by_post_jobs(

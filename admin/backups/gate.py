@@ -1,5 +1,6 @@
-"""The backup gate: in production (or with BACKUP_BEFORE_MIGRATE=true) an upgrade or
-downgrade job first takes and verifies a backup; if that fails, no SQL of the migration runs.
+"""The backup gate: in production (or with BACKUP_BEFORE_MIGRATE=true, or when the requester
+ticked "take and verify a backup first") an upgrade or downgrade job first takes and
+verifies a backup; if that fails, no SQL of the migration runs.
 
 ``admin.jobs.worker`` runs ``before_migration`` under the migration lock, before the
 migration's first statement, so the backup holds exactly the state the migration starts
@@ -28,11 +29,14 @@ class GateFailed(BackupFailed):
 
 
 def before_migration(ctx: Context) -> None:
-    """Take and verify a backup when the settings gate migrations on one; else do nothing."""
+    """Take and verify a backup: the settings gate migrations on one, or the requester
+    asked for one (the Apply form's "take and verify a backup first", job option
+    ``backup``); the worker calls this only then."""
     settings = ctx.settings
-    if not settings.backups_gate_migrations:
-        return
-    why = "production" if settings.is_production else "BACKUP_BEFORE_MIGRATE=true"
+    if settings.backups_gate_migrations:
+        why = "production" if settings.is_production else "BACKUP_BEFORE_MIGRATE=true"
+    else:
+        why = "asked for when the job was submitted"
     ctx.out.log(f"backup gate ({why}): taking and verifying a backup before any migration SQL")
     try:
         backup_id, _ = take_and_verify(ctx, reason=REASON, fmt=settings.backup_format)

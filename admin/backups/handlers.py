@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from admin import audit, backups, migrations
 from admin.backups import records, retention
 from admin.backups.conninfo import parse_target
+from admin.backups.errors import BackupFailed
 from admin.backups.results import BackupFile, RestoreMode, RestoreResult
 from admin.config import Settings
 from admin.errors import AdminError, InvalidInput
@@ -97,6 +98,10 @@ def _revision_or_none(ctx: Context, url: str | None = None) -> str | None:
     except AdminError as exc:
         ctx.out.log(f"warning: the database's revision cannot be read: {exc}", "warning")
         return None
+
+
+# The reason recorded on the backup a restore over the target takes first.
+SAFETY_REASON = "before-restore"
 
 
 def _announce(ctx: Context, backup_id: int, text: str) -> None:
@@ -287,20 +292,24 @@ def run_restore(ctx: Context) -> int:
             f"{backup.revision or 'unknown'}) {'over' if mode is RestoreMode.REPLACE else 'beside'}"
             f" {settings.target_url_masked}, which is at {before or 'an unknown revision'}"
         )
-        # Replacing the target: no migration (panel or plain alembic) may run meanwhile.
-        with _lock(ctx) if mode is RestoreMode.REPLACE else nullcontext(), sigterm_stops() as stop:
-            result = backups.restore(
-                path,
-                backup.format,
-                settings.database_url,
-                mode=mode,
-                new_database=str(new_database) if new_database else None,
-                pg_bin_dir=settings.pg_bin_dir,
-                on_line=sink(out),
-                should_stop=stop,
-                expected_sha256=backup.sha256,
-                lock_timeout=settings.backup_lock_wait_timeout,
-            )
+        # Replacing the target: no migration (panel or plain alembic) may run meanwhile, and
+        # the target as it is now is backed up first (one click back from a wrong restore).
+        with _lock(ctx) if mode is RestoreMode.REPLACE else nullcontext():
+            if mode is RestoreMode.REPLACE:
+                _safety_backup(ctx)
+            with sigterm_stops() as stop:
+                result = backups.restore(
+                    path,
+                    backup.format,
+                    settings.database_url,
+                    mode=mode,
+                    new_database=str(new_database) if new_database else None,
+                    pg_bin_dir=settings.pg_bin_dir,
+                    on_line=sink(out),
+                    should_stop=stop,
+                    expected_sha256=backup.sha256,
+                    lock_timeout=settings.backup_lock_wait_timeout,
+                )
         after = _revision_or_none(ctx, restored_url(settings, result))
     except backups.ChecksumMismatch as exc:
         # Caught before anything was restored: the backup must not stay listed verified.
@@ -321,6 +330,26 @@ def run_restore(ctx: Context) -> int:
     target_after = after if mode is RestoreMode.REPLACE else before
     out.result("succeeded", revision_after=target_after, backup_id=backup.id)
     return SUCCEEDED
+
+
+def _safety_backup(ctx: Context) -> int:
+    """Back the target up as it is now, before a restore replaces it; a failure stops the
+    restore before it touches anything."""
+    ctx.out.log(
+        "safety backup: taking and verifying a backup of the target as it is now, before the "
+        "restore replaces it"
+    )
+    try:
+        backup_id, _ = take_and_verify(ctx, reason=SAFETY_REASON, fmt=ctx.settings.backup_format)
+    except AdminError as exc:
+        raise BackupFailed(
+            f"the safety backup failed: {exc} (the restore was not started: the target is "
+            "untouched)"
+        ) from None
+    ctx.out.log(
+        f"safety backup {backup_id} verified: restore it to undo this restore; now restoring"
+    )
+    return backup_id
 
 
 def restorable(settings: Settings, backup: Backup) -> str | None:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "stamp": "admin.cli.migrate",
     "history": "admin.cli.history",
     "sql": "admin.cli.sql",
+    "lint": "admin.cli.lint",
     "create-migration": "admin.cli.revision",
     "init-db": "admin.cli.database",
     "reset": "admin.cli.database",

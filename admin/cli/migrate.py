@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from admin import jobs, migrations
-from admin.cli import target
+from admin.cli import safety, target
 from admin.cli.base import Commands, cli_actor, runtime
 from admin.config import Settings
 from admin.jobs import queue as job_queue
@@ -37,6 +37,12 @@ def register(commands: Commands) -> None:
         epilog=EXIT + ".",
     )
     up.add_argument("target", nargs="?", default="head", help=f"{TARGETS} (default head)")
+    up.add_argument(
+        "--confirm",
+        metavar="WHAT",
+        help="an upgrade that drops data or cannot be undone: what it drops, as printed "
+        "(required in production)",
+    )
     _verbose(up)
     up.set_defaults(handler=upgrade)
 
@@ -143,6 +149,7 @@ def _run_plan(
 
 
 def upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    safety.check_upgrade(settings, args.target, args.confirm)
     return _run_plan(settings, Direction.UPGRADE, args.target, verbose=args.verbose)
 
 

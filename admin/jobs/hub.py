@@ -38,7 +38,7 @@ CHUNK_BYTES = 16 * 1024
 # What a viewer reads from the store at once: a few chunks' worth of lines (_next_fetch).
 FETCH_BYTES = 4 * CHUNK_BYTES
 VIEWER_FETCH_MIN = 8
-VIEWER_FETCH_MAX = 500
+VIEWER_FETCH_MAX = 64
 
 
 def line_bytes(line: Published) -> int:
@@ -47,11 +47,14 @@ def line_bytes(line: Published) -> int:
 
 
 def _next_fetch(lines: Sequence[Published], current: int) -> int:
-    """How many lines to read next so that they make about ``FETCH_BYTES``."""
+    """How many lines to read next so that they make about ``FETCH_BYTES``: fewer at once
+    when the last read was over, at most twice as many when it was under (a log's first
+    lines are short; what follows may not be)."""
     if not lines:
         return current
-    average = sum(line_bytes(line) for line in lines) / len(lines)
-    return max(VIEWER_FETCH_MIN, min(VIEWER_FETCH_MAX, int(FETCH_BYTES / average)))
+    fetched = sum(line_bytes(line) for line in lines)
+    wanted = int(len(lines) * FETCH_BYTES / fetched)
+    return max(VIEWER_FETCH_MIN, min(VIEWER_FETCH_MAX, 2 * current, wanted))
 
 
 def first_chunk(lines: Sequence[Published], limit: int = CHUNK_BYTES) -> Sequence[Published]:
@@ -77,8 +80,8 @@ _TRIM = _malloc_trim()
 
 
 def release_free_memory() -> None:
-    """Give memory freed by closed streams back to the system (glibc keeps it otherwise:
-    a burst of viewers would leave the process at its peak for good)."""
+    """Give the memory freed by closed streams back to the system (glibc keeps it for reuse
+    otherwise: a burst of viewers would hold the process at its high-water mark for good)."""
     if _TRIM is not None:
         _TRIM(0)
 

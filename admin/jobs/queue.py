@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from admin import audit, migrations
+from admin.analysis import applied as applied_files
+from admin.analysis import gate as safety_gate
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
 from admin.jobs import ownership
 from admin.jobs.ownership import NotOwner, Owner
@@ -103,6 +105,7 @@ def _plan(rt: Runtime, request: JobRequest) -> tuple[migrations.Plan | None, tup
         raise InvalidInput(
             f"nothing to {direction.value}: the database is already at {heads_text(current)}"
         )
+    safety_gate.check_plan(rt, project, plan)
     return plan, current
 
 
@@ -414,6 +417,7 @@ def finish(
         job.sql_fingerprint = sql_fingerprint or job.sql_fingerprint
         if backup_id is not None:
             job.backup_id = backup_id
+        applied_files.record_job(session, rt.settings, job)
         audit.record(
             session,
             audit.JobFinished(

@@ -47,6 +47,10 @@ class LazyModule:
         # Only reached for what the catalog does not hold.
         if name.startswith("__") or name in ("_alembic_source_encoding", "_module", "entry"):
             raise AttributeError(name)
+        if name in ("upgrade", "downgrade"):
+            # Alembic's plan steps take these functions when a plan is made: they import the
+            # file only when the step runs (in a worker), never when the panel plans.
+            return _Deferred(self, name)
         return getattr(self.load(), name)
 
     def load(self) -> ModuleType:
@@ -86,6 +90,21 @@ class LazyModule:
     def forget(self) -> None:
         """The next use imports the file again: a fresh module, no state from an earlier run."""
         self._module = None
+
+
+class _Deferred:
+    """A revision's ``upgrade`` or ``downgrade``, imported when called (from the module as it
+    is then: after ``forget``, a fresh one)."""
+
+    def __init__(self, module: LazyModule, name: str) -> None:
+        self.module = module
+        self.__name__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module.load(), self.__name__)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.__name__} of revision {self.module.revision}>"
 
 
 def script_directory(base: ScriptDirectory, entries: Sequence[Entry]) -> ScriptDirectory:

@@ -74,6 +74,14 @@ def renderer_for(project: Project) -> Renderer:
         return found
 
 
+def forget_rendered() -> None:
+    """Drop every script this process keeps (a cold start, for the bench)."""
+    global _cache_chars
+    with _cache_lock:
+        _cache.clear()
+        _cache_chars = 0
+
+
 def close_renderers() -> None:
     with _cache_lock:
         renderers = list(_renderers.values())

@@ -321,3 +321,27 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AppliedFile(Base):
+    """A revision file as a job applied it to a target: its sha256 and its content, so a
+    later edit of the file shows (with a diff against what ran) until an admin
+    acknowledges it (admin/analysis/applied.py)."""
+
+    __tablename__ = "applied_files"
+    __table_args__ = (Index("ix_applied_files_target_revision", "target_key", "revision", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    target_key: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    # The file read at the end of the job hashed to what the job's plan fingerprint bound.
+    matches_plan: Mapped[bool] = mapped_column(Boolean, default=True)
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_sha256: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_reason: Mapped[str | None] = mapped_column(Text)

@@ -30,6 +30,7 @@ from admin.web.routes import audit as audit_routes
 from admin.web.routes import backups as backups_routes
 from admin.web.routes import preview as preview_routes
 from admin.web.routes import revisions as revisions_routes
+from admin.web.routes import safety as safety_routes
 from admin.web.routes import users as users_routes
 from admin.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware, guard_request
 
@@ -43,6 +44,7 @@ ROUTERS = (
     # Reading: history, revision pages, SQL preview, and their JSON API.
     *(revisions_routes, preview_routes, reading_api),
     backups_routes,
+    safety_routes,
 )
 
 

@@ -29,7 +29,7 @@ DIRECTIONS = ("upgrade", "downgrade")
 def _current_plan(runtime: Runtime, direction: str, target: str) -> migrations.Plan | None:
     settings = runtime.settings
     try:
-        project = migrations.open_project(settings.alembic_config)
+        project = migrations.open_project(settings.alembic_config, settings.cache_dir)
         _, current = migrations.read_current(project, settings.database_url)
         return migrations.make_plan(
             project, migrations.Direction(direction), target, current, max_age=0
@@ -66,7 +66,7 @@ def page(
         elif plan is not None:
             # The plan the operator saw still stands: show it again, with its form.
             settings = runtime.settings
-            project = migrations.open_project(settings.alembic_config)
+            project = migrations.open_project(settings.alembic_config, settings.cache_dir)
             wanted = preview.PreviewRequest.parse(direction, target)
             try:
                 shown = preview.show(session, actor, project, settings.database_url, wanted)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from admin import audit, migrations
+from admin.analysis import plans
 from admin.auth import reauth
 from admin.errors import AdminError, InvalidInput, PermissionDenied, TooManyRequests
 from admin.jobs import JobRequest, Runner
@@ -37,6 +38,10 @@ class Submission:
     password: str | None = None
     # The panel's forms always carry the plan they showed; API callers may leave it out.
     plan_required: bool = False
+    # A destructive or irreversible upgrade: what it drops, typed again (plans.confirm_phrase).
+    confirm_destructive: str | None = None
+    # "Take and verify a backup first" (job option ``backup``, honoured by the worker).
+    backup_first: bool = False
 
 
 def parse_kind(value: str) -> JobKind:
@@ -112,12 +117,38 @@ def check_confirmation(runtime: Runtime, kind: JobKind, target: str, typed: str 
     )
 
 
+def check_destructive(runtime: Runtime, kind: JobKind, target: str, typed: str | None) -> bool:
+    """An upgrade with destructive or irreversible steps needs what it drops typed again
+    (400 otherwise); True when it has such steps."""
+    if kind is not JobKind.UPGRADE:
+        return False
+    phrase = plans.required_phrase(runtime.settings, target)
+    if phrase is None:
+        return False
+    if not plans.same_phrase(typed, phrase):
+        said = f"{typed.strip()[:60]!r} is not it" if typed and typed.strip() else "none given"
+        raise InvalidInput(
+            f"this upgrade drops data or cannot be undone: type {phrase!r} in the "
+            f"confirmation field to confirm it ({said})",
+            title="Confirmation required",
+        )
+    return True
+
+
 def check_password(
-    runtime: Runtime, user: User, kind: JobKind, password: str | None, client_addr: str | None
+    runtime: Runtime,
+    user: User,
+    kind: JobKind,
+    password: str | None,
+    client_addr: str | None,
+    *,
+    required: bool = False,
 ) -> None:
-    """Production: a downgrade or a stamp needs the requester's password (403, 429); a
-    password sent with an upgrade (the preview's form asks for it) is checked as well."""
-    if not runtime.settings.is_production or (kind not in CONFIRMED and not password):
+    """Production: a downgrade, a stamp or a destructive upgrade (``required``) needs the
+    requester's password (403, 429); a password sent with any upgrade is checked as well."""
+    if not runtime.settings.is_production:
+        return
+    if kind not in CONFIRMED and not required and not password:
         return
     purpose = f"a {kind.value} in production"
     with runtime.transaction() as session:
@@ -152,9 +183,11 @@ def submit(
                 "and apply it from there"
             )
         check_confirmation(runtime, kind, target, asked.confirm_target)
+        destructive = check_destructive(runtime, kind, target, asked.confirm_destructive)
     except InvalidInput as error:
         _refuse(runtime, actor, asked.kind[:16], target[:255], error)
         raise
-    check_password(runtime, user, kind, asked.password, actor.client_addr)
-    request = JobRequest(kind, target, asked.plan_fingerprint or None)
+    check_password(runtime, user, kind, asked.password, actor.client_addr, required=destructive)
+    options = {"backup": True} if asked.backup_first and kind in PLANNED else {}
+    request = JobRequest(kind, target, asked.plan_fingerprint or None, options)
     return runner.submit(request, actor)

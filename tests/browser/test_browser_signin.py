@@ -26,14 +26,15 @@ def test_first_admin_signs_in_changes_password_sees_dashboard_signs_out(
     page.goto(base + "/")
     assert page.url == base + "/login"
 
-    _sign_in(page, base, "admin", server.initial_admin_password())
+    one_time = server.initial_admin_password()
+    _sign_in(page, base, "admin", one_time)
     page.wait_for_url(base + "/account/password")
     assert page.locator("#password-required").is_visible()
     # Every page sends them back here until the password is changed.
     page.goto(base + "/users")
     page.wait_for_url(base + "/account/password")
 
-    page.fill("#current_password", server.initial_admin_password())
+    page.fill("#current_password", one_time)
     page.fill("#new_password", NEW_PASSWORD)
     page.fill("#confirm_password", NEW_PASSWORD)
     page.click("#password-form button[type=submit]")
@@ -55,8 +56,9 @@ def test_first_admin_signs_in_changes_password_sees_dashboard_signs_out(
     assert page.url == base + "/login"
     assert page.console_errors == [], page.console_errors
 
-    # The new password works; the one-time one does not.
-    _sign_in(page, base, "admin", server.initial_admin_password())
+    # The one-time password is spent: its file is gone, and it signs in no more.
+    assert not (server.root / "var" / "initial-admin-password").exists()
+    _sign_in(page, base, "admin", one_time)
     assert "not correct" in page.locator("#login-error").inner_text()
     _sign_in(page, base, "admin", NEW_PASSWORD)
     page.wait_for_url(base + "/")

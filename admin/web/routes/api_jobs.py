@@ -46,7 +46,17 @@ class JobCreate(BaseModel):
     password: str | None = Field(
         None,
         max_length=2048,
-        description="Production, downgrade and stamp: the password of the token's user.",
+        description="Production, downgrade, stamp and destructive upgrades: the password of "
+        "the token's user.",
+    )
+    confirm_destructive: str | None = Field(
+        None,
+        max_length=500,
+        description="An upgrade with destructive or irreversible steps: what it drops, as "
+        "GET /api/v1/sql gives it in ``confirm_phrase``.",
+    )
+    backup_first: bool = Field(
+        False, description="Take and verify a backup of the target before the first step."
     )
 
 
@@ -157,9 +167,15 @@ class Restarting(BaseModel):
     response_model=JobOut,
     summary="Start a job",
     responses={
-        400: {"description": "Bad kind, target or confirmation"},
+        400: {
+            "description": "Bad kind, target or confirmation (also a destructive upgrade "
+            "without ``confirm_destructive``)"
+        },
         403: {"description": "Role below operator, or a wrong password"},
-        409: {"description": "The plan changed, or another job is active on the target"},
+        409: {
+            "description": "The plan changed, it cannot finish (a downgrade across an "
+            "irreversible revision), or another job is active on the target"
+        },
     },
 )
 def create_job(
@@ -172,7 +188,13 @@ def create_job(
 ) -> JobOut:
     """Queue a job and start its worker (operator and up); follow it at ``/events``."""
     asked = job_requests.Submission(
-        body.kind, body.target, body.plan_fingerprint, body.confirm_target, body.password
+        body.kind,
+        body.target,
+        body.plan_fingerprint,
+        body.confirm_target,
+        body.password,
+        confirm_destructive=body.confirm_destructive,
+        backup_first=body.backup_first,
     )
     job = job_requests.submit(runtime, runner, user, actor, asked)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"

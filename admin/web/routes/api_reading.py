@@ -7,13 +7,15 @@ errors come back as JSON ``{"status", "title", "detail"}`` with their 4xx status
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
 
 from admin import history, migrations, preview
+from admin.analysis import plans
+from admin.analysis.views import for_revision, for_revisions
 from admin.migrations import Revision
 from admin.web import target_reads
 from admin.web.deps import ActorDep, CurrentUser, ReviewerUser, RuntimeDep, StoreSession
@@ -82,11 +84,78 @@ class StatusOut(BaseModel):
     exit_code: int = Field(description="what `schema-admin status` exits with: 0, 3 or 1")
 
 
+class BadgeOut(BaseModel):
+    """One risk of a step (admin/analysis): its kind and why, in one line."""
+
+    kind: Literal[
+        "irreversible",
+        "destructive",
+        "data migration",
+        "long lock",
+        "non-transactional",
+        "needs a live database",
+    ]
+    reason: str
+    objects: list[str] = Field(description="what a destructive step drops")
+    fails: bool = Field(description="a downgrade proven to raise: a plan crossing it stops")
+
+
+class FindingOut(BaseModel):
+    """A squawk finding on one statement of a step."""
+
+    rule: str
+    level: Literal["warning", "error"]
+    message: str
+    help: str | None
+    statement: str
+    line: int = Field(description="the statement's first line in the step's SQL")
+
+
+class ChangedFileOut(BaseModel):
+    """An applied revision whose file changed since the job that applied it."""
+
+    job_id: int
+    applied_sha256: str
+    file_sha256: str
+    diff: str
+
+
+def _badges(badges: tuple[Any, ...]) -> list[BadgeOut]:
+    return [BadgeOut(**b.to_json()) for b in badges]
+
+
+def _findings(findings: list[Any]) -> list[FindingOut]:
+    return [
+        FindingOut(
+            rule=f.rule,
+            level=f.level,
+            message=f.message,
+            help=f.help,
+            statement=f.statement,
+            line=f.statement_line,
+        )
+        for f in findings
+    ]
+
+
+def _changed(drift: Any) -> ChangedFileOut | None:
+    if drift is None:
+        return None
+    return ChangedFileOut(
+        job_id=drift.job_id,
+        applied_sha256=drift.applied_sha256,
+        file_sha256=drift.file_sha256,
+        diff=drift.diff,
+    )
+
+
 class HistoryItem(RevisionSummary):
     is_current: bool
     state: Literal["applied", "pending"] | None = Field(
         description="relative to the database's current heads; null when it cannot be read"
     )
+    badges: list[BadgeOut] = Field(description="the upgrade's risks (irreversible among them)")
+    changed_since_applied: ChangedFileOut | None
 
 
 class HistoryOut(BaseModel):
@@ -125,6 +194,11 @@ class RevisionOut(RevisionSummary):
     source: str
     upgrade: OneStepOut
     downgrade: OneStepOut
+    upgrade_badges: list[BadgeOut]
+    downgrade_badges: list[BadgeOut]
+    upgrade_findings: list[FindingOut]
+    downgrade_findings: list[FindingOut]
+    changed_since_applied: ChangedFileOut | None
 
 
 class SqlStepOut(BaseModel):
@@ -133,6 +207,18 @@ class SqlStepOut(BaseModel):
     label: str
     sql: str | None
     error: str | None
+    badges: list[BadgeOut]
+    findings: list[FindingOut]
+
+
+class BlockedOut(BaseModel):
+    """Why the plan cannot finish (no job is accepted for it)."""
+
+    revision: str
+    reason: str
+    lowest: list[str] = Field(description="the lowest the database can reach this way")
+    backup_id: int | None = Field(description="the verified backup taken before it, if any")
+    message: str
 
 
 class SqlOut(BaseModel):
@@ -149,6 +235,12 @@ class SqlOut(BaseModel):
     renderable: bool
     steps: list[SqlStepOut]
     sql: str
+    confirm_phrase: str | None = Field(
+        description="a destructive or irreversible upgrade: what POST /api/v1/jobs needs "
+        "in confirm_destructive"
+    )
+    blocked: BlockedOut | None
+    lint: str | None = Field(description="why SQL lint does not apply, when it does not")
 
 
 def _project(runtime: RuntimeDep) -> migrations.Project:
@@ -188,15 +280,19 @@ def revisions(
     per_page: Annotated[int, Query(ge=1, le=history.MAX_PER_PAGE)] = history.PER_PAGE,
 ) -> HistoryOut:
     """Revisions newest first, filtered by id prefix or message text (``q``)."""
+    project = _project(runtime)
     listing = history.history_page(
-        _project(runtime), runtime.settings.database_url, query=q, page=page, per_page=per_page
+        project, runtime.settings.database_url, query=q, page=page, per_page=per_page
     )
+    safety = for_revisions(runtime, project, [e.revision.id for e in listing.entries])
     return HistoryOut(
         items=[
             HistoryItem(
                 **RevisionSummary.of(e.revision).model_dump(),
                 is_current=e.is_current,
                 state=e.state,
+                badges=_badges(safety["risks"][e.revision.id].badges),
+                changed_since_applied=_changed(safety["drift"].get(e.revision.id)),
             )
             for e in listing.entries
         ],
@@ -231,9 +327,11 @@ def revision(
 ) -> RevisionOut:
     """A revision by id or unique prefix (404 unknown, 400 malformed or ambiguous); showing
     its SQL is audited (``revision-sql-viewed``)."""
-    detail = history.revision_detail(_project(runtime), runtime.settings.database_url, revision_id)
+    project = _project(runtime)
+    detail = history.revision_detail(project, runtime.settings.database_url, revision_id)
     record_sql_viewed(session, actor, detail)
     rev = detail.revision
+    safety = for_revision(runtime, project, rev.id)
     return RevisionOut(
         **RevisionSummary.of(rev).model_dump(),
         children=list(rev.children),
@@ -247,6 +345,11 @@ def revision(
         source=detail.source,
         upgrade=_one(detail.upgrade),
         downgrade=_one(detail.downgrade),
+        upgrade_badges=_badges(safety["risk"].upgrade.badges),
+        downgrade_badges=_badges(safety["risk"].downgrade.badges),
+        upgrade_findings=_findings(safety["lint_upgrade"]),
+        downgrade_findings=_findings(safety["lint_downgrade"]),
+        changed_since_applied=_changed(safety["drift"].get(rev.id)),
     )
 
 
@@ -269,7 +372,12 @@ def sql(
 ) -> SqlOut:
     """The plan and its SQL, as the preview page shows it (reviewer and up; audited)."""
     wanted = preview.PreviewRequest.parse(direction, target, start)
-    shown = preview.show(session, actor, _project(runtime), runtime.settings.database_url, wanted)
+    project = _project(runtime)
+    shown = preview.show(session, actor, project, runtime.settings.database_url, wanted)
+    safety = plans.plan_safety(
+        runtime.settings, project, shown.plan, script=shown.script, session=session
+    )
+    blocked = safety.blocked
     return SqlOut(
         direction=shown.plan.direction.value,
         target=wanted.target,
@@ -287,8 +395,21 @@ def sql(
                 label=piece.step.label,
                 sql=piece.sql,
                 error=piece.error,
+                badges=_badges(safety.badges(piece.step.revision)),
+                findings=_findings(safety.findings(piece.step.revision)),
             )
             for piece in shown.script.steps
         ],
         sql=shown.script.text,
+        confirm_phrase=safety.confirm_phrase,
+        blocked=BlockedOut(
+            revision=blocked.revision,
+            reason=blocked.reason,
+            lowest=list(blocked.lowest),
+            backup_id=blocked.backup_id,
+            message=blocked.message,
+        )
+        if blocked
+        else None,
+        lint=safety.report.reason if safety.report is not None else None,
     )

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import entrypoint, migrations
+from admin.analysis.views import applied_changes, for_revisions
 from admin.jobs import queue
 from admin.runtime import Runtime
 from admin.web import principal as principals
@@ -48,10 +49,18 @@ def _state(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _store_parts(request: Request, runtime: Runtime, whole: bool) -> dict[str, Any]:
-    """What the store says: the running job (the polled fragment shows it too) and, for the
-    whole page, the last migration, the last backup and the recent jobs."""
+def _store_parts(
+    request: Request, runtime: Runtime, whole: bool, status: migrations.Status
+) -> dict[str, Any]:
+    """What the store says: the running job, the pending revisions' badges and applied files
+    changed since (the polled fragment shows them too) and, for the whole page, the last
+    migration, the last backup and the recent jobs."""
+    settings = runtime.settings
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
+    shown = [rev.id for rev in status.pending[:PENDING_SHOWN]]
     parts: dict[str, Any] = {"running_job": running_job(request)}
+    parts.update(for_revisions(runtime, project, shown, wait=False))
+    parts["applied_changes"] = applied_changes(runtime, project)
     if whole:
         parts["recent_jobs"] = recent_views(runtime)
         parts["last_migration"] = last_migration(runtime)
@@ -68,5 +77,7 @@ async def dashboard(request: Request, user: CurrentUser, runtime: RuntimeDep) ->
     """
     context = await target_reads.run(request, _state, runtime)
     whole = not principals.wants_fragment(request)
-    context.update(await run_in_threadpool(_store_parts, request, runtime, whole))
+    context.update(
+        await run_in_threadpool(_store_parts, request, runtime, whole, context["status"])
+    )
     return render(request, "dashboard.html", context, block="migration_state")

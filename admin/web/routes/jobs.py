@@ -185,9 +185,18 @@ def submit_job(
     plan_fingerprint: Annotated[str, Form(max_length=64)] = "",
     confirm_target: Annotated[str, Form(max_length=255)] = "",
     password: Annotated[str, Form(max_length=_SECRET)] = "",
+    confirm_destructive: Annotated[str, Form(max_length=500)] = "",
+    backup_first: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     asked = job_requests.Submission(
-        kind, target, plan_fingerprint, confirm_target, password, plan_required=True
+        kind,
+        target,
+        plan_fingerprint,
+        confirm_target,
+        password,
+        plan_required=True,
+        confirm_destructive=confirm_destructive,
+        backup_first=backup_first == "yes",
     )
     try:
         job = job_requests.submit(runtime, runner, user, actor, asked)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import migrations, preview
+from admin.analysis import plans
 from admin.errors import AdminError
 from admin.store.models import utcnow
 from admin.web.deps import ActorDep, ReviewerUser, RuntimeDep, StoreSession
@@ -54,6 +55,9 @@ def preview_page(
         context["error"] = exc
         return render(request, "preview.html", context, status=exc.status)
     context["preview"] = shown
+    context["safety"] = plans.plan_safety(
+        settings, project, shown.plan, script=shown.script, session=session
+    )
     status = 200 if shown.renderable else preview.NotRenderable.status
     return render(request, "preview.html", context, status=status)
 

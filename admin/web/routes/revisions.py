@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin import audit, history, migrations
+from admin import audit, history, migrations, preview
+from admin.analysis import plans
+from admin.analysis.views import for_revision, for_revisions
 from admin.web.deps import ActorDep, CurrentUser, RuntimeDep, StoreSession
 from admin.web.render import render
 
@@ -33,7 +35,9 @@ def revisions(
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     listing = history.history_page(project, settings.database_url, query=q, page=page)
-    return render(request, "revisions.html", {"history": listing}, block="history_table")
+    ids = [entry.revision.id for entry in listing.entries]
+    context = {"history": listing, **for_revisions(runtime, project, ids, wait=False)}
+    return render(request, "revisions.html", context, block="history_table")
 
 
 def record_sql_viewed(session: Session, actor: audit.Actor, detail: history.RevisionDetail) -> None:
@@ -65,4 +69,24 @@ def revision(
     # "Applied by X at T (job N)", from the audit trail.
     with runtime.reads() as session:
         applied = audit.last_applied(session, detail.revision.id)
-    return render(request, "revision.html", {"detail": detail, "applied": applied})
+    context = {"detail": detail, "applied": applied}
+    context.update(for_revision(runtime, project, detail.revision.id))
+    return render(request, "revision.html", context)
+
+
+@router.get("/revisions/{revision_id}/step")
+def step_sql(
+    request: Request,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    revision_id: Annotated[str, Path(max_length=200)],
+    direction: Annotated[str, Query(max_length=20)] = "upgrade",
+) -> Response:
+    """One step's SQL, badges and squawk findings (a long preview's folded step loads it;
+    the revision page shows the same SQL to viewers)."""
+    settings = runtime.settings
+    chosen = preview.PreviewRequest.parse(direction, "head").direction
+    project = migrations.open_project(settings.alembic_config, settings.cache_dir)
+    revision = project.graph().get(history.check_revision_id(revision_id))
+    one = plans.step_view(settings, project, revision.id, chosen)
+    return render(request, "partials/_step_sql.html", {"one": one})
