@@ -24,6 +24,9 @@ from admin.migrations import Direction, Plan, Project, SqlScript
 
 # Objects named in a confirmation phrase before it says "and N more".
 PHRASE_OBJECTS = 3
+# How long a job submission waits for its plan's analysis (a preview has done it already);
+# past it, what the files alone show decides (a rendering that hangs never holds a request).
+SUBMIT_PATIENCE = 15.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,13 @@ def required_phrase(settings: Settings, target: str) -> str | None:
         plan = migrations.make_plan(project, Direction.UPGRADE, target, current, max_age=0)
     except AdminError:
         return None
-    risks = analyze(project, settings.database_url, plan.revision_ids, var_dir=settings.var_dir)
+    risks = analyze(
+        project,
+        settings.database_url,
+        plan.revision_ids,
+        var_dir=settings.var_dir,
+        patience=SUBMIT_PATIENCE,
+    )
     steps = {rid: risks[rid].upgrade for rid in plan.revision_ids if rid in risks}
     return confirm_phrase(plan, steps)
 

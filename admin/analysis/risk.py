@@ -11,6 +11,7 @@ on its source and says why it needs a live database.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,11 +152,14 @@ def analyze(
     var_dir: Path | None = None,
     rendered: Mapping[Direction, Mapping[str, Rendered]] | None = None,
     wait: bool = True,
+    patience: float | None = None,
 ) -> dict[str, RevisionRisk]:
     """Both directions of each revision (unknown ids are left out); ``rendered`` hands in
     SQL already rendered (a preview's plan), so it is not rendered again. Without ``wait``,
     what is not analysed yet comes from the file alone (``provisional``) and is analysed in
-    the background (``admin.analysis.background``)."""
+    the background (``admin.analysis.background``); with ``patience``, the background
+    analysis is waited for that many seconds first (a request that must not hang on a
+    revision whose rendering does not end)."""
     graph = project.graph()
     revisions = [graph.by_id[r] for r in dict.fromkeys(revision_ids) if r in graph.by_id]
     dialect = dialect_of(url)
@@ -166,18 +170,22 @@ def analyze(
         for direction in Direction
     }
     known = cache.get_many(k for k in keys.values() if k not in _decoded)
-    missing = [
-        rev
-        for rev in revisions
-        if any(
+
+    def unknown(rev: Revision) -> bool:
+        return any(
             keys[(rev.id, d)] not in known and keys[(rev.id, d)] not in _decoded for d in Direction
         )
-    ]
+
+    missing = [rev for rev in revisions if unknown(rev)]
     provisional: dict[str, RevisionRisk] = {}
-    if missing and not wait:
+    if missing and patience is not None:
+        known.update(_waited(project, url, var_dir, missing, keys, cache, patience))
+        missing = [rev for rev in missing if unknown(rev)]
+    elif missing and not wait:
         from admin.analysis.background import ANALYZER
 
         ANALYZER.request(project, url, var_dir, [rev.id for rev in missing])
+    if missing and (not wait or patience is not None):
         provisional = {rev.id: _from_source(project, rev, dialect) for rev in missing}
         revisions = [rev for rev in revisions if rev.id not in provisional]
     elif missing:
@@ -202,6 +210,28 @@ def analyze(
             steps[direction] = step
         results[rev.id] = RevisionRisk(rev.id, steps[Direction.UPGRADE], steps[Direction.DOWNGRADE])
     return results
+
+
+def _waited(
+    project: Project,
+    url: str,
+    var_dir: Path | None,
+    revisions: list[Revision],
+    keys: dict[tuple[str, Direction], str],
+    cache: Cache,
+    patience: float,
+) -> dict[str, object]:
+    """What the background analysis of ``revisions`` finds within ``patience`` seconds."""
+    from admin.analysis.background import ANALYZER
+
+    ANALYZER.request(project, url, var_dir, [rev.id for rev in revisions])
+    wanted = [keys[(rev.id, d)] for rev in revisions for d in Direction]
+    deadline = time.monotonic() + patience
+    found = cache.get_many(wanted)
+    while len(found) < len(wanted) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = cache.get_many(wanted)
+    return found
 
 
 def _from_source(project: Project, rev: Revision, dialect: str) -> RevisionRisk:

@@ -11,15 +11,26 @@ from admin.errors import AdminError
 from admin.migrations import Direction, Project, read_current
 from admin.runtime import Runtime
 
+# How long a list waits for the background analysis before showing what the files alone
+# tell (a small project is analysed within it; a large one is not held up).
+LIST_PATIENCE = 1.5
+
 
 def for_revisions(
     runtime: Runtime, project: Project, ids: list[str], *, wait: bool = True
 ) -> dict[str, Any]:
     """``risks`` and ``drift`` (by revision id) for a list of revisions; without ``wait``
-    (lists: the history, the dashboard) what is not analysed yet is marked provisional and
-    analysed in the background."""
+    (lists: the history, the dashboard) what is not analysed within ``LIST_PATIENCE`` is
+    marked provisional and analysed in the background."""
     settings = runtime.settings
-    risks = analyze(project, settings.database_url, ids, var_dir=settings.var_dir, wait=wait)
+    risks = analyze(
+        project,
+        settings.database_url,
+        ids,
+        var_dir=settings.var_dir,
+        wait=wait,
+        patience=None if wait else LIST_PATIENCE,
+    )
     with runtime.reads() as session:
         drift = applied.drift(session, settings, project, ids)
     return {"risks": risks, "drift": drift}
