@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin import entrypoint, migrations
+from admin.analysis.background import ANALYZER
 from admin.analysis.views import applied_changes, for_revisions
 from admin.jobs import queue
 from admin.runtime import Runtime
@@ -59,6 +60,9 @@ def _store_parts(
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
     shown = [rev.id for rev in status.pending[:PENDING_SHOWN]]
     parts: dict[str, Any] = {"running_job": running_job(request)}
+    if shown and status.reachable and len(status.heads) == 1:
+        # What "Apply…" leads to, rendered and analysed before anyone clicks.
+        ANALYZER.prepare_apply(project, settings.database_url, settings.var_dir, status.current)
     parts.update(for_revisions(runtime, project, shown, wait=False))
     parts["applied_changes"] = applied_changes(runtime, project)
     if whole:

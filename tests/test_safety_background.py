@@ -1,0 +1,96 @@
+"""What pages and submissions do not wait for: the background analysis and the Apply plan
+prepared before anyone clicks (real Alembic projects, rendered in real child processes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from projects import Rev
+from safety_support import PG_OFFLINE
+
+from admin import analysis, migrations
+from admin.analysis.background import ANALYZER
+from admin.analysis.risk import forget
+from admin.migrations import Direction, sql
+
+DROP = Rev(
+    "b1b1b1b1b1b1",
+    "a1a1a1a1a1a1",
+    "drop the notes",
+    "op.drop_column('t', 'notes')",
+    "op.add_column('t', sa.Column('notes', sa.Text()))",
+)
+BASE = Rev(
+    "a1a1a1a1a1a1",
+    None,
+    "create t",
+    "op.create_table('t', sa.Column('id', sa.Integer, primary_key=True),"
+    " sa.Column('notes', sa.Text()))",
+    "op.drop_table('t')",
+)
+# Its offline rendering takes longer than the patience: it sleeps in upgrade() and downgrade().
+SLOW = Rev(
+    "c1c1c1c1c1c1",
+    "b1b1b1b1b1b1",
+    "slow to render",
+    "import time\ntime.sleep(15)\nop.drop_column('t', 'id')",
+    "import time\ntime.sleep(15)",
+)
+
+
+def _idle(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while ANALYZER.busy():
+        assert time.monotonic() < deadline, "the background analysis did not end"
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _cold() -> None:
+    forget()
+
+
+def test_a_hanging_rendering_falls_back_on_the_files_within_the_patience(
+    alembic_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    project = migrations.open_project(alembic_project([BASE, DROP, SLOW]))
+    risks = analysis.analyze(
+        project, PG_OFFLINE, ["b1b1b1b1b1b1", "c1c1c1c1c1c1"], var_dir=tmp_path, patience=2
+    )
+    # Without the patience this call waits for the sleeps and gives the rendered result.
+    slow = risks["c1c1c1c1c1c1"]
+    assert slow.provisional
+    # The file alone still shows the drop (what a submission asks to confirm).
+    assert "destructive" in slow.upgrade.kinds
+    assert "id" in " ".join(b.reason for b in slow.upgrade.badges)
+    # The background goes on and keeps the full analysis for the next request.
+    _idle()
+    again = analysis.analyze(project, PG_OFFLINE, ["c1c1c1c1c1c1"], var_dir=tmp_path, patience=2)
+    assert not again["c1c1c1c1c1c1"].provisional
+
+
+def test_the_apply_plan_is_rendered_and_analysed_before_anyone_clicks(
+    alembic_project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = migrations.open_project(alembic_project([BASE, DROP]))
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    ANALYZER.prepare_apply(project, url, tmp_path / "var", ())
+    _idle()
+
+    # What the preview then asks for is kept: no child process is started for it.
+    def no_child(_: object) -> object:
+        raise AssertionError("the Apply plan was rendered again")
+
+    monkeypatch.setattr(sql, "renderer_for", no_child)
+    plan = migrations.make_plan(project, Direction.UPGRADE, "head", ())
+    script = migrations.render(project, plan, url, "sqlite")
+    assert "DROP COLUMN notes" in script.text or "notes" in script.text
+    risks = analysis.analyze(project, url, plan.revision_ids, var_dir=tmp_path / "var")
+    assert "destructive" in risks["b1b1b1b1b1b1"].upgrade.kinds
+    assert not risks["b1b1b1b1b1b1"].provisional
+    # Asked again while nothing changed: nothing is queued.
+    ANALYZER.prepare_apply(project, url, tmp_path / "var", ())
+    assert not ANALYZER.busy()
