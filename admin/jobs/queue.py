@@ -30,6 +30,8 @@ from admin.store.models import (
 )
 
 MIGRATION_KINDS = (JobKind.UPGRADE, JobKind.DOWNGRADE)
+# Kinds that run a plan from where the target stands (a rehearsal: on a copy of it).
+PLANNED_KINDS = (*MIGRATION_KINDS, JobKind.STAMP, JobKind.REHEARSAL)
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ def _plan(rt: Runtime, request: JobRequest) -> tuple[migrations.Plan | None, tup
             project.graph(max_age=0).get(target)
         return None, current
     direction = (
-        migrations.Direction.UPGRADE
-        if request.kind is JobKind.UPGRADE
-        else migrations.Direction.DOWNGRADE
+        migrations.Direction.DOWNGRADE
+        if request.kind is JobKind.DOWNGRADE
+        else migrations.Direction.UPGRADE
     )
     plan = migrations.make_plan(
         project, direction, request.target_revision or "", current, max_age=0
@@ -126,7 +128,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
     except AdminError as refused:  # busy, or a target that cannot say what it is
         _refuse(rt, request, actor, refused)
     try:
-        if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP:
+        if request.kind in PLANNED_KINDS:
             plan, current = _plan(rt, request)
     except AdminError as error:
         _refuse(rt, request, actor, error)
@@ -141,9 +143,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
                 target_revision=request.target_revision,
                 plan=plan.revision_ids if plan else None,
                 plan_fingerprint=plan.fingerprint if plan else None,
-                revision_before=heads_text(current)
-                if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP
-                else None,
+                revision_before=heads_text(current) if request.kind in PLANNED_KINDS else None,
                 options=request.options or None,
                 steps_total=len(plan.steps) if plan else 0,
                 steps_done=0,
