@@ -262,7 +262,7 @@ def rehearse(ctx: Context, project: migrations.Project, copy: scratch.Scratch) -
             observer.execute(text("ANALYZE"))
         before = _schema(copy.url)
         size_before = _size(observer)
-        probe = Probe(observer, out.log)
+        probe = Probe(observer, out.log, project.version_table)
         upgrade: dict[str, Any] = {"error": None}
         began = time.monotonic()
         try:

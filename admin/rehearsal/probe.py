@@ -77,7 +77,12 @@ class StepStats:
             "revision": self.revision,
             "label": self.label,
             "duration": round(self.duration, 4),
-            "rows": sum(s["rows"] for s in self.statements if s["rows"] and s["rows"] > 0),
+            # The migration's own rows: the version table's bookkeeping left out.
+            "rows": sum(
+                s["rows"]
+                for s in self.statements
+                if s["rows"] and s["rows"] > 0 and not s.get("version_table")
+            ),
             "locks": [list(lock) for lock in locks],
             "access_exclusive": [
                 {"relation": rel, "seconds": round(held, 4), "rows": rows_of(rel)}
@@ -93,9 +98,15 @@ class StepStats:
 class Probe:
     """Listens to one run (``watch``) and keeps its measures (``steps``)."""
 
-    def __init__(self, observer: Connection | None, on_line: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        observer: Connection | None,
+        on_line: Callable[[str], None],
+        version_table: str = "alembic_version",
+    ) -> None:
         self.observer = observer  # None: SQLite, durations and rows only
         self.on_line = on_line
+        self.version_table = version_table
         self.steps: list[StepStats] = []
         self.first: Relations | None = None
         self._before: Relations | None = None
@@ -154,9 +165,11 @@ class Probe:
             self._holds[rel] = began
         for rel in list(self._holds.keys() - held_now):
             self._release(rel, ended)  # committed meanwhile (an autocommit block)
+        sql = " ".join(statement.split())
         self.steps[-1].statements.append(
             {
-                "sql": " ".join(statement.split())[:_SQL_KEPT],
+                "sql": sql[:_SQL_KEPT],
+                "version_table": self.version_table in sql[:120],
                 "duration": round(ended - began, 4),
                 "rows": rows,
                 "locks": [list(lock) for lock in locks],
