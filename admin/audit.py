@@ -277,6 +277,12 @@ class JobQueued(_JobEvent):
     # REQUIRE_REHEARSAL: the rehearsal that cleared this upgrade (admin/rehearsal).
     rehearsal_id: int | None = None
 
+    def details(self) -> dict[str, Any]:
+        details = super().details()
+        if self.rehearsal_id is None:
+            del details["rehearsal_id"]  # events from before rehearsals read the same
+        return details
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobStarted(_JobEvent):

@@ -127,11 +127,19 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
         check_free(rt)
     except AdminError as refused:  # busy, or a target that cannot say what it is
         _refuse(rt, request, actor, refused)
+    rehearsal_id: int | None = None
     try:
         if request.kind in PLANNED_KINDS:
             plan, current = _plan(rt, request)
+        if request.kind is JobKind.UPGRADE and plan is not None:
+            from admin.rehearsal.gate import clearing  # REQUIRE_REHEARSAL
+
+            rehearsal_id = clearing(rt, project_of(rt), plan, actor.source)
     except AdminError as error:
         _refuse(rt, request, actor, error)
+    options = dict(request.options)
+    if rehearsal_id is not None:
+        options["rehearsal_id"] = rehearsal_id
 
     try:
         with rt.transaction() as session:
@@ -144,7 +152,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
                 plan=plan.revision_ids if plan else None,
                 plan_fingerprint=plan.fingerprint if plan else None,
                 revision_before=heads_text(current) if request.kind in PLANNED_KINDS else None,
-                options=request.options or None,
+                options=options or None,
                 steps_total=len(plan.steps) if plan else 0,
                 steps_done=0,
                 requested_by=actor.name,
@@ -164,6 +172,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
                     plan=list(job.plan or []),
                     plan_fingerprint=job.plan_fingerprint,
                     revision_before=job.revision_before,
+                    rehearsal_id=rehearsal_id,
                 ),
                 actor,
                 revision=job.target_revision,
