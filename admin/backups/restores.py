@@ -63,8 +63,10 @@ def restore(
     tool = tools.find("pg_restore" if fmt is BackupFormat.CUSTOM else "psql", pg_bin_dir)
     started = time.monotonic()
     tables: set[str] = set()
-    if fmt is BackupFormat.CUSTOM:
+    if fmt is BackupFormat.CUSTOM and not (jobs > 1 and mode is RestoreMode.NEW):
         # Read before anything is touched: an archive pg_restore cannot list is not restored.
+        # (A parallel restore into a new database, a rehearsal's, skips it: the tables are
+        # only needed over the target, and a failure drops the new database whole.)
         tables = set(dumps.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
     into = target
     if mode is RestoreMode.NEW:

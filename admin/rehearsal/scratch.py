@@ -184,7 +184,9 @@ def drop(scratch: Scratch, server: str, on_line: Callable[[str], None]) -> bool:
     try:
         with engine.connect() as connection:
             quoted = connection.dialect.identifier_preparer.quote(scratch.name)
-            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            version = connection.dialect.server_version_info or (0,)
+            force = " WITH (FORCE)" if version >= (13,) else ""  # a session left behind
+            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
             gone = not connection.execute(
                 text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": scratch.name}
             ).first()

@@ -137,7 +137,6 @@ class RehearsalStarted(BaseModel):
     response_model=RehearsalStarted,
     summary="Rehearse a plan",
     tags=["rehearsals"],
-    responses={409: {"description": "The plan changed, or another job is active on the target"}},
 )
 def api_start(
     body: RehearsalCreate, runner: RunnerDep, user: OperatorUser, actor: ActorDep
