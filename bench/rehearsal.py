@@ -243,8 +243,8 @@ def measure(ctx: Context) -> Section:
         + ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(plain_run, our_run, strict=False))
         + ".",
         "The rehearsal's restore also creates the scratch database from template0 with the "
-        "target's encoding and collation, reads the archive's table of contents first and "
-        "passes pg_restore's --verbose lines into the job's log; ANALYZE after it is not "
+        "target's encoding and collation, checks the file's sha256 against the backup's record "
+        "and passes pg_restore's --verbose lines into the job's log; ANALYZE after it is not "
         "counted on either side (the raw copy gets one too, untimed).",
         *notes,
     ]
