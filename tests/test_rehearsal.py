@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from projects import Rev
-from rehearsal_support import ALICE, databases, drop_database, execute, rehearse, state, upgrade
+from rehearsal_support import databases, drop_database, execute, rehearse, state, upgrade
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -177,4 +177,59 @@ def test_no_backup_at_the_current_revision_means_one_is_taken_first(
     job2, second = rehearse(rt)
     assert first.backup_id == second.backup_id  # the newest verified backup is reused
     assert job2.status == "succeeded"
-    _ = ALICE
+
+
+def test_rehearsal_database_url_puts_the_scratch_database_on_that_server(
+    make_runtime: Callable[..., Runtime], tcp_proxy: Any, pg_server_url: str
+) -> None:
+    # The same cluster through another address: the scratch database is made through it.
+    elsewhere = tcp_proxy.url(pg_server_url)
+    rt = seeded(make_runtime(PROJECT[:2], rehearsal_database_url=elsewhere))
+    job, row = rehearse(rt)
+    assert job.status == "succeeded", job.error
+    with rt.reads() as session:
+        lines = [line.text for line in queue.lines(session, job.id, 0, 10_000)]
+    port = f":{make_url(elsewhere).port}/{row.scratch_database}"
+    assert any(port in line and "restored in" in line for line in lines), lines[-20:]
+    assert row.scratch_database not in databases(pg_server_url)
+
+
+def test_a_sqlite_target_is_rehearsed_on_a_copy_of_its_file(
+    make_runtime: Callable[..., Runtime], tmp_path: Path
+) -> None:
+    target = f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    sqlite_project = [
+        Rev(BASE, None, "items", PROJECT[0].upgrade, PROJECT[0].downgrade),
+        Rev(
+            RETYPE,
+            BASE,
+            "index",
+            "op.create_index('ix_items_qty', 'items', ['qty'])",
+            "op.drop_index('ix_items_qty', 'items')",
+        ),
+    ]
+    migrations.create_database(target)
+    rt = make_runtime(sqlite_project, database_url=target)
+    upgrade(rt, BASE)
+    before = state(target, rt.settings.alembic_config)
+    job, row = rehearse(rt)
+    assert job.status == "succeeded", job.error
+    report = row.report or {}
+    assert report["round_trip"]["result"] == "identical"
+    assert [step["revision"] for step in report["upgrade"]["steps"]] == [RETYPE]
+    assert not (tmp_path / (row.scratch_database or "missing")).exists()
+    assert sorted(p.name for p in tmp_path.glob("*rehearsal*")) == []
+    assert state(target, rt.settings.alembic_config) == before
+
+
+def test_too_little_free_disk_refuses_the_rehearsal_before_any_copy(
+    make_runtime: Callable[..., Runtime], tiny_disk: Path
+) -> None:
+    target = f"sqlite:///{tiny_disk / 'small.sqlite3'}"
+    migrations.create_database(target)
+    rt = make_runtime(PROJECT[:2], database_url=target)  # empty: the plan starts at base
+    job, row = rehearse(rt)
+    assert job.status == "failed"
+    assert row.status == "failed" and "not enough free disk" in (row.error or "")
+    assert row.scratch_database is None
+    assert [p.name for p in tiny_disk.iterdir() if "rehearsal" in p.name] == []

@@ -172,12 +172,9 @@ def drop(scratch: Scratch, server: str, on_line: Callable[[str], None]) -> bool:
     """Drop the scratch database (or delete its file); True when it is gone."""
     if scratch.is_sqlite:
         path = Path(make_url(scratch.url).database or "")
-        for leftover in (
-            path,
-            path.with_name(path.name + "-wal"),
-            path.with_name(path.name + "-shm"),
-        ):
-            leftover.unlink(missing_ok=True)
+        # The file, its journals, and the migration lock file the runs on it left.
+        for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
         on_line(f"deleted the scratch file {path}")
         return not path.exists()
     engine = _admin_engine(server)
