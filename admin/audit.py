@@ -274,6 +274,14 @@ class JobQueued(_JobEvent):
     plan: list[str]
     plan_fingerprint: str | None
     revision_before: str | None
+    # REQUIRE_REHEARSAL: the rehearsal that cleared this upgrade (admin/rehearsal).
+    rehearsal_id: int | None = None
+
+    def details(self) -> dict[str, Any]:
+        details = super().details()
+        if self.rehearsal_id is None:
+            del details["rehearsal_id"]  # events from before rehearsals read the same
+        return details
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -502,6 +510,26 @@ class RestoreFinished(_BackupEvent):
     revision_after: str | None
     leftover_tables: list[str]
     error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RehearsalFinished(Event):
+    """A rehearsal ended: its plan on a scratch copy, its round trip (admin/rehearsal)."""
+
+    action = "rehearsal-finished"
+    rehearsal_id: int
+    job_id: int
+    status: str
+    backup_id: int | None
+    plan_fingerprint: str | None
+    sql_fingerprint: str | None
+    round_trip: str | None
+    scratch_database: str | None
+    scratch_kept: bool
+    error: str | None
+
+    def target(self) -> str | None:
+        return f"rehearsal:{self.rehearsal_id}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -243,6 +243,27 @@ class Settings(BaseSettings):
         None, description="Directory of pg_dump / pg_restore (default: found on PATH)."
     )
 
+    # Rehearsals (admin/rehearsal).
+    require_rehearsal: bool | None = Field(
+        None,
+        description="Refuse an Apply without a successful rehearsal of the same plan and SQL "
+        "on a backup taken at the target's current revision (unset: only in production).",
+    )
+    rehearsal_keep_failed: bool = Field(
+        False, description="Keep the scratch database of a failed rehearsal (its name is logged)."
+    )
+    rehearsal_lock_warning: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds an ACCESS EXCLUSIVE lock may be held in a rehearsal before the "
+        "report warns.",
+    )
+    rehearsal_database_url: str | None = Field(
+        None,
+        description="Server the rehearsal's scratch database is made on (unset: beside the "
+        "target).",
+    )
+
     # Safety: SQL lint (squawk).
     lint_excluded_rules: str = Field(
         "require-lock-timeout,require-statement-timeout,prefer-bigint-over-int,"
@@ -298,6 +319,13 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"{exc}; {example}") from None
 
+    @field_validator("rehearsal_database_url", mode="before")
+    @classmethod
+    def _optional_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return cls._url(value)
+
     @field_validator("environment", mode="before")
     @classmethod
     def _environment(cls, value: Any) -> Any:
@@ -328,7 +356,7 @@ class Settings(BaseSettings):
             raise ValueError("is not a PostgreSQL version such as 15 or 15.4")
         return str(value).strip()
 
-    @field_validator("backup_before_migrate", mode="before")
+    @field_validator("backup_before_migrate", "require_rehearsal", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -358,6 +386,12 @@ class Settings(BaseSettings):
         if self.backup_before_migrate is None:
             return self.is_production
         return self.backup_before_migrate
+
+    @property
+    def rehearsal_required(self) -> bool:
+        if self.require_rehearsal is None:
+            return self.is_production
+        return self.require_rehearsal
 
     @property
     def cache_dir(self) -> Path:

@@ -22,6 +22,7 @@ from bench import (
     log_latency,
     offline_sql,
     public_projects,
+    rehearsal,
     report,
     safety,
     status,
@@ -43,6 +44,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "cli-startup": cli_startup,  # schema-admin status / history, the worker's start
     "dashboard-restart": dashboard_restart,  # BENCH_DASHBOARD_SIZES (default 5000,20000)
     "public": public_projects,  # BENCH_PUBLIC_REPOS: fetched repositories (skipped without)
+    "rehearsal": rehearsal,  # BENCH_REHEARSAL_SCALE (default 50), BENCH_REHEARSAL_DEALS
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -269,6 +269,26 @@ def _api_submit(web: Web) -> httpx.Response:
     return answer
 
 
+def _rehearse(web: Web) -> httpx.Response:
+    set_target(web.settings.database_url, None)
+    answer = web.post(
+        web.as_role("operator"), "/rehearsals", target=FAST, plan_fingerprint=web.fingerprint(FAST)
+    )
+    web.wait(_job_of(answer))
+    return answer
+
+
+def _api_rehearse(web: Web) -> httpx.Response:
+    set_target(web.settings.database_url, None)
+    answer = web.new_client().post(
+        "/api/v1/rehearsals",
+        json={"target": FAST},
+        headers={"Authorization": f"Bearer {web.api_token('operator')}"},
+    )
+    web.wait(int(answer.json()["job_id"]))
+    return answer
+
+
 def _cancel(web: Web) -> httpx.Response:
     job_id = web.apply(SLOW)
     # Cancel while the slow step runs (the job exists, queued or running).
@@ -405,6 +425,8 @@ WEB_RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/preview/download"): Recipe("sql-downloaded", _download),
     ("GET", "/api/v1/sql"): Recipe("sql-previewed", _api_sql),
     ("POST", "/backups"): Recipe("job-queued", _take_backup),
+    ("POST", "/rehearsals"): Recipe("job-queued", _rehearse),
+    ("POST", "/api/v1/rehearsals"): Recipe("job-queued", _api_rehearse),
     ("POST", "/backups/{backup_id}/verify"): Recipe("job-queued", _verify_backup),
     ("GET", "/backups/{backup_id}/download"): Recipe(
         "backup-downloaded", lambda w: w.as_role("admin").get(f"/backups/{_backup_id(w)}/download")
@@ -605,6 +627,7 @@ CLI_RECIPES: dict[tuple[str, ...], CliRecipe] = {
         env={"BACKUP_KEEP_LAST": "1", "BACKUP_KEEP_DAYS": "0"},
     ),
     ("restore",): CliRecipe(lambda c: ("restore", str(c.backup_id())), "job-queued"),
+    ("rehearse",): CliRecipe(("rehearse", FAST), "job-queued", setup=lambda c: c.at(None)),
 }
 
 

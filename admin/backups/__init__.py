@@ -178,6 +178,7 @@ def restore(
     should_stop: StopFlag | None = None,
     expected_sha256: str | None = None,
     lock_timeout: str | None = None,
+    jobs: int = 1,
 ) -> RestoreResult:
     """Restore a backup into a new database (the safe default) or over the target.
 
@@ -188,7 +189,9 @@ def restore(
     the target, or the target's content replaced in one SQLite transaction.
     ``lock_timeout`` bounds waits for locks other sessions hold (PostgreSQL: a lock watch
     cancels the restore and names the holder, since every archive resets lock_timeout to 0;
-    None = wait. SQLite: default 30s).
+    None = wait. SQLite: default 30s). ``jobs`` > 1: a custom-format restore into a new
+    database runs pg_restore --jobs (in parallel, so not in one transaction: a failure
+    drops the new database all the same).
     Raises RestoreFailed, VerificationFailed, ToolMissing, Conflict, InvalidInput.
     """
     target = parse_target(target_url)
@@ -223,6 +226,7 @@ def restore(
             on_line=on_line,
             should_stop=should_stop,
             lock_timeout=lock_timeout,
+            jobs=jobs,
         )
     except OSError as exc:
         raise RestoreFailed(f"restore of {path.name} failed: {_os_error(exc)}") from None

@@ -29,7 +29,7 @@ from admin.store.models import (
     utcnow,
 )
 
-REASONS = ("manual", "before-migrate", "before-restore", "scheduled")
+REASONS = ("manual", "before-migrate", "before-restore", "scheduled", "before-rehearsal")
 MIGRATION_KINDS = (JobKind.UPGRADE.value, JobKind.DOWNGRADE.value)
 _MAX_ID = 2**63 - 1
 

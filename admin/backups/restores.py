@@ -55,6 +55,7 @@ def restore(
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool] | None,
     lock_timeout: str | None,
+    jobs: int = 1,
 ) -> RestoreResult:
     """Restore a pg_dump file; see admin.backups.restore."""
     if fmt is BackupFormat.SQLITE:
@@ -62,8 +63,10 @@ def restore(
     tool = tools.find("pg_restore" if fmt is BackupFormat.CUSTOM else "psql", pg_bin_dir)
     started = time.monotonic()
     tables: set[str] = set()
-    if fmt is BackupFormat.CUSTOM:
+    if fmt is BackupFormat.CUSTOM and not (jobs > 1 and mode is RestoreMode.NEW):
         # Read before anything is touched: an archive pg_restore cannot list is not restored.
+        # (A parallel restore into a new database, a rehearsal's, skips it: the tables are
+        # only needed over the target, and a failure drops the new database whole.)
         tables = set(dumps.read_header(path, fmt, pg_bin_dir=pg_bin_dir).tables)
     into = target
     if mode is RestoreMode.NEW:
@@ -80,7 +83,7 @@ def restore(
         on_line(f"restoring {path.name} over {target.display} in a single transaction")
     try:
         outcome, lock_wait = _run(
-            tool, path, fmt, target, into, mode, tables, on_line, should_stop, lock_timeout
+            tool, path, fmt, target, into, mode, tables, on_line, should_stop, lock_timeout, jobs
         )
     except BaseException as exc:
         if mode is RestoreMode.NEW:
@@ -131,12 +134,17 @@ def _run(
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool] | None,
     lock_timeout: str | None,
+    jobs: int = 1,
 ) -> tuple[process.Outcome, str | None]:
     """Run pg_restore or psql; the outcome, and why the lock watch cancelled it (if it did)."""
     program = f"{tool.name} {secrets.token_hex(4)}"
     if fmt is BackupFormat.CUSTOM:
         argv = [str(tool.path), "--no-password", "--verbose", "--exit-on-error"]
-        argv.append("--single-transaction")
+        if jobs > 1 and mode is RestoreMode.NEW:
+            # A new database that a failure drops whole: parallel, not one transaction.
+            argv.append(f"--jobs={jobs}")
+        else:
+            argv.append("--single-transaction")
         if mode is RestoreMode.REPLACE:
             argv += ["--clean", "--if-exists"]
         argv += [f"--dbname={into.conninfo(program)}", str(path)]

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "backup": "admin.cli.backups",
     "backups": "admin.cli.backups",
     "restore": "admin.cli.backups",
+    "rehearse": "admin.cli.rehearse",
 }
 
 

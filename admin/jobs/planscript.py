@@ -19,6 +19,7 @@ from admin.store.models import Job, JobKind
 _DIRECTIONS = {
     JobKind.UPGRADE.value: migrations.Direction.UPGRADE,
     JobKind.DOWNGRADE.value: migrations.Direction.DOWNGRADE,
+    JobKind.REHEARSAL.value: migrations.Direction.UPGRADE,
 }
 
 

@@ -30,6 +30,8 @@ from admin.store.models import (
 )
 
 MIGRATION_KINDS = (JobKind.UPGRADE, JobKind.DOWNGRADE)
+# Kinds that run a plan from where the target stands (a rehearsal: on a copy of it).
+PLANNED_KINDS = (*MIGRATION_KINDS, JobKind.STAMP, JobKind.REHEARSAL)
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ def _plan(rt: Runtime, request: JobRequest) -> tuple[migrations.Plan | None, tup
             project.graph(max_age=0).get(target)
         return None, current
     direction = (
-        migrations.Direction.UPGRADE
-        if request.kind is JobKind.UPGRADE
-        else migrations.Direction.DOWNGRADE
+        migrations.Direction.DOWNGRADE
+        if request.kind is JobKind.DOWNGRADE
+        else migrations.Direction.UPGRADE
     )
     plan = migrations.make_plan(
         project, direction, request.target_revision or "", current, max_age=0
@@ -125,11 +127,19 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
         check_free(rt)
     except AdminError as refused:  # busy, or a target that cannot say what it is
         _refuse(rt, request, actor, refused)
+    rehearsal_id: int | None = None
     try:
-        if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP:
+        if request.kind in PLANNED_KINDS:
             plan, current = _plan(rt, request)
+        if request.kind is JobKind.UPGRADE and plan is not None:
+            from admin.rehearsal.gate import clearing  # REQUIRE_REHEARSAL
+
+            rehearsal_id = clearing(rt, project_of(rt), plan, actor.source)
     except AdminError as error:
         _refuse(rt, request, actor, error)
+    options = dict(request.options)
+    if rehearsal_id is not None:
+        options["rehearsal_id"] = rehearsal_id
 
     try:
         with rt.transaction() as session:
@@ -141,10 +151,8 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
                 target_revision=request.target_revision,
                 plan=plan.revision_ids if plan else None,
                 plan_fingerprint=plan.fingerprint if plan else None,
-                revision_before=heads_text(current)
-                if request.kind in MIGRATION_KINDS or request.kind is JobKind.STAMP
-                else None,
-                options=request.options or None,
+                revision_before=heads_text(current) if request.kind in PLANNED_KINDS else None,
+                options=options or None,
                 steps_total=len(plan.steps) if plan else 0,
                 steps_done=0,
                 requested_by=actor.name,
@@ -164,6 +172,7 @@ def submit(rt: Runtime, request: JobRequest, actor: audit.Actor) -> Job:
                     plan=list(job.plan or []),
                     plan_fingerprint=job.plan_fingerprint,
                     revision_before=job.revision_before,
+                    rehearsal_id=rehearsal_id,
                 ),
                 actor,
                 revision=job.target_revision,

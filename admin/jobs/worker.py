@@ -188,6 +188,10 @@ def run_migration(ctx: Context) -> int:
 def handler_for(kind: str) -> Handler | None:
     if kind in list(migrations.Command):  # upgrade, downgrade, stamp
         return run_migration
+    if kind == "rehearsal":
+        from admin.rehearsal.handler import run_rehearsal
+
+        return run_rehearsal
     from admin.backups.handlers import HANDLERS  # backup, verify, restore
 
     return {k.value: handler for k, handler in HANDLERS.items()}.get(kind)

@@ -82,6 +82,7 @@ class JobKind(StrEnum):
     BACKUP = "backup"
     RESTORE = "restore"
     VERIFY = "verify"  # read a backup back in full again
+    REHEARSAL = "rehearsal"  # the upgrade plan on a scratch copy (admin/rehearsal)
 
 
 class JobStatus(StrEnum):
@@ -345,3 +346,33 @@ class AppliedFile(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
     acknowledged_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Rehearsal(Base):
+    """A plan run on a scratch copy of the target restored from a backup, measured, with
+    its way back proven (admin/rehearsal)."""
+
+    __tablename__ = "rehearsals"
+    __table_args__ = (
+        Index("ix_rehearsals_target_fingerprints", "target_key", "plan_fingerprint", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    target_key: Mapped[str] = mapped_column(String(64))
+    target_revision: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[list[Any] | None] = mapped_column(JSON)
+    plan_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    sql_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    backup_id: Mapped[int | None] = mapped_column(BigInteger)
+    backup_revision: Mapped[str | None] = mapped_column(String(500))
+    backup_taken_at: Mapped[datetime | None]
+    scratch_database: Mapped[str | None] = mapped_column(String(255))
+    scratch_kept: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    round_trip: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -29,6 +29,7 @@ from admin.web.routes import api_reading as reading_api
 from admin.web.routes import audit as audit_routes
 from admin.web.routes import backups as backups_routes
 from admin.web.routes import preview as preview_routes
+from admin.web.routes import rehearsals as rehearsals_routes
 from admin.web.routes import revisions as revisions_routes
 from admin.web.routes import safety as safety_routes
 from admin.web.routes import users as users_routes
@@ -45,6 +46,7 @@ ROUTERS = (
     *(revisions_routes, preview_routes, reading_api),
     backups_routes,
     safety_routes,
+    rehearsals_routes,
 )
 
 

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from admin import audit, migrations, preview
 from admin.errors import AdminError
+from admin.rehearsal import actions as rehearsal_actions
 from admin.runtime import Runtime
 from admin.web import errors
 from admin.web.job_requests import Submission
@@ -74,4 +75,9 @@ def page(
                 shown = None  # the refusal alone says enough
             context["preview"] = shown
             context["refusal_in_form"] = shown is not None and not shown.is_empty
+            if shown is not None and not shown.is_empty:
+                context["rehearsal"] = rehearsal_actions.newest(
+                    runtime, shown.plan, shown.script.fingerprint
+                )
+                context["rehearsal_required"] = settings.rehearsal_required
     return render(request, "preview.html", context, status=error.status)

@@ -64,6 +64,7 @@ _NOT_FOUND = {
     ("get", "/api/v1/revisions"): "There is no such page of the history.",
     ("get", "/api/v1/sql"): "No revision matches the target or the start.",
     ("post", "/api/v1/jobs"): "No revision matches the target.",
+    ("post", "/api/v1/rehearsals"): "No revision matches the target.",
 }
 # Where a value travels -> what it may hold (the control characters inputs.py refuses).
 _PLACES = {"query": "line", "path": "line", "header": "header", "cookie": "header", "body": "text"}

@@ -21,7 +21,7 @@ from admin.web.routes.jobs import PAGE_SIZE, Filters, RunnerDep
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 LOG_PAGE = 1000
-Kind = Literal["upgrade", "downgrade", "stamp", "backup", "restore"]
+Kind = Literal["upgrade", "downgrade", "stamp", "backup", "restore", "verify", "rehearsal"]
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 
 

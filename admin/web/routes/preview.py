@@ -16,6 +16,7 @@ from starlette.responses import Response
 from admin import migrations, preview
 from admin.analysis import plans
 from admin.errors import AdminError
+from admin.rehearsal import actions as rehearsal_actions
 from admin.store.models import utcnow
 from admin.web.deps import ActorDep, ReviewerUser, RuntimeDep, StoreSession
 from admin.web.render import render
@@ -58,6 +59,10 @@ def preview_page(
     context["safety"] = plans.plan_safety(
         settings, project, shown.plan, script=shown.script, session=session
     )
+    context["rehearsal"] = rehearsal_actions.newest(
+        runtime, shown.plan, None if shown.is_empty else shown.script.fingerprint
+    )
+    context["rehearsal_required"] = settings.rehearsal_required
     status = 200 if shown.renderable else preview.NotRenderable.status
     return render(request, "preview.html", context, status=status)
 
