@@ -38,7 +38,7 @@ from starlette.requests import Request
 
 from admin.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from admin.jobs import Finished, LogHub, Published, queue
-from admin.jobs.hub import Closing
+from admin.jobs.hub import Closing, LiveChanged
 from admin.web import principal as principals
 from admin.web import streams
 from admin.web.errors import answer_401_plainly
@@ -185,6 +185,11 @@ class EventFormat:
         """What to send beside a keep-alive comment (nothing by default)."""
         return ()
 
+    def live(self) -> Iterable[ServerSentEvent]:
+        """What to send when the job's live view of the database changed (nothing by
+        default)."""
+        return ()
+
     def done(self, status: str) -> ServerSentEvent:
         return ServerSentEvent(raw_data=status, event="done")
 
@@ -224,6 +229,10 @@ class PageEvents(EventFormat):
     def tick(self) -> Iterable[ServerSentEvent]:
         return self._status("tick")
 
+    def live(self) -> Iterable[ServerSentEvent]:
+        self._pending = True
+        return self._status("live")
+
     def _status(self, data: str) -> Iterable[ServerSentEvent]:
         now = time.monotonic()
         if self._pending and (self._sent_at is None or now - self._sent_at >= self._wait):
@@ -251,6 +260,9 @@ async def events(
             elif isinstance(item, Closing):
                 yield fmt.restarting(item.reason)
                 return
+            elif isinstance(item, LiveChanged):
+                for event in fmt.live():
+                    yield event
             else:
                 for event in fmt.lines(item):
                     yield event

@@ -187,6 +187,7 @@ def submit_job(
     password: Annotated[str, Form(max_length=_SECRET)] = "",
     confirm_destructive: Annotated[str, Form(max_length=500)] = "",
     backup_first: Annotated[str, Form(max_length=8)] = "",
+    lock_retries: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     asked = job_requests.Submission(
         kind,
@@ -197,6 +198,7 @@ def submit_job(
         plan_required=True,
         confirm_destructive=confirm_destructive,
         backup_first=backup_first == "yes",
+        lock_retries=lock_retries,
     )
     try:
         job = job_requests.submit(runtime, runner, user, actor, asked)
