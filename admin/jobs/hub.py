@@ -225,7 +225,9 @@ class LogHub:
             ).first()
             status, live_version = (head[0], head[1] or 0) if head else (None, 0)
             rows = queue.lines(session, job_id, after, limit)
-        published = [Published(r.seq, r.level, r.stream, r.text) for r in rows]
+        published = [
+            Published(r.seq, r.level, r.stream, r.text, r.created_at.timestamp()) for r in rows
+        ]
         final = status if status and not JobStatus(status).active and len(rows) < limit else None
         return published, final, live_version
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from admin.jobs import Published, queue
 from admin.store.models import Job, JobLine, JobStatus
-from admin.web import job_requests, livelog
+from admin.web import job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.routes.jobs import PAGE_SIZE, Filters, RunnerDep
@@ -301,6 +301,23 @@ def job_log(
         lines=[_line(row) for row in rows],
         next_after=next_after,
         complete=complete,
+    )
+
+
+@router.get(
+    "/{job_id}/log.txt",
+    response_class=PlainTextResponse,
+    summary="A job's whole log as plain text",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def job_log_text(session: StoreSession, user: CurrentUser, job_id: int) -> Response:
+    """Every line: UTC time, time since the job started, level, text."""
+    job = queue.get(session, job_id)
+    rows = queue.lines(session, job_id, 0, 10_000_000)
+    body = "".join(logtext.plain_lines(rows, job.started_at or job.created_at))
+    return PlainTextResponse(
+        body,
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}.log"'},
     )
 
 

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
 from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
-from admin.web import apply_refusals, job_requests, livelog
+from admin.web import apply_refusals, job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.job_views import JobView, kind_facts
@@ -137,13 +136,13 @@ def job_page(request: Request, session: StoreSession, user: CurrentUser, job_id:
         return render(request, "job.html", context, block="job_status")
     # The job first, then its lines: once the job has ended, all its lines are stored.
     lines = queue.lines(session, job_id, 0, PAGE_LINES)
+    started = job.started_at or job.created_at
     last = lines[-1].seq if lines else 0
     complete = len(lines) < PAGE_LINES
     context.update(
         {
-            "log_html": Markup("").join(
-                livelog.line_html(line.seq, line.level, line.stream, line.text) for line in lines
-            ),
+            "log_html": logtext.grouped(lines, started, livelog.line_html),
+            "log_started": started.timestamp() if started else None,
             "last_seq": last,
             "log_complete": complete,
             # Live while the job runs, or until a log longer than the page has streamed.
