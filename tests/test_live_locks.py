@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import create_user, csrf_token, login, page_soup
 from projects import Rev
+from test_ops import scrape, value
 
 from admin import audit
 from admin.config import Settings
@@ -225,6 +226,11 @@ def test_lock_retries_get_through_once_the_blocker_commits(
     steps = client.get(f"/api/v1/jobs/{job_id}").json()["steps"]
     assert [s["step"] for s in steps] == [1]
     assert steps[0]["lock_wait_seconds"] > 0
+    samples = scrape(client)
+    assert value(samples, "schema_admin_lock_retries_total") == len(said)
+    assert value(samples, "schema_admin_lock_wait_seconds_count") >= 1
+    # The first job's step and this one's.
+    assert value(samples, "schema_admin_step_duration_seconds_count") == 2
 
 
 def test_a_bad_lock_retry_schedule_is_refused(make_app: Callable[..., TestClient]) -> None:

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import create_user, login, page_soup
 from projects import Rev
+from test_ops import scrape, value
 
 from admin import audit
 from admin.config import Settings
@@ -153,3 +154,6 @@ def test_the_step_table_in_the_api_and_on_the_page(finished: tuple[TestClient, i
     assert all(s["duration_seconds"] >= 0 and s["lock_wait_seconds"] == 0 for s in steps)
     table = page_soup(client.get(f"/jobs/{job_id}")).select("#job-steps-table tbody tr")
     assert [row.select("td")[1].get_text() for row in table] == ["aaa111", "bbb222"]
+    samples = scrape(client)
+    assert value(samples, "schema_admin_step_duration_seconds_count") == 2
+    assert value(samples, "schema_admin_lock_retries_total") == 0

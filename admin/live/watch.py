@@ -17,7 +17,7 @@ from typing import Any
 from admin import migrations
 from admin.jobs.protocol import Message
 from admin.jobs.queue import NewLine
-from admin.live import naming
+from admin.live import figures, naming
 from admin.live.sampler import Sample, Sampler, worth_showing
 
 # Seconds between two writes of the step table while a job runs (a long plan's table is
@@ -70,6 +70,7 @@ class JobWatch:
         self._stats_dirty = False
         self._stats_at = 0.0
         self._waited: dict[int, float] = {}
+        self._waits: list[float] = []
         self.lock_retries = 0
 
     # The sampler's thread.
@@ -146,6 +147,7 @@ class JobWatch:
 
     def _add_lock_wait(self, wait: Wait) -> None:
         self._waited[wait.step] = self._waited.get(wait.step, 0.0) + wait.seconds
+        self._waits.append(wait.seconds)
         for row in self.steps:
             if row["step"] == wait.step:
                 row["lock_wait"] = round(self._waited[wait.step], 3)
@@ -176,6 +178,10 @@ class JobWatch:
                 self._stats_dirty = False
                 self._stats_at = now
                 changes["step_stats"] = [dict(row) for row in self.steps]
+            if final:
+                changes["step_metrics"] = figures.of_job(
+                    (float(row["duration"]) for row in self.steps), self._waits, self.lock_retries
+                )
         return lines, changes
 
     # Worker messages.

@@ -241,6 +241,9 @@ class Job(Base):
     live_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # One entry per step: step, revision, label, duration, rows affected, lock wait.
     step_stats: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The job's figures for /metrics (admin.live.figures): step durations and lock waits as
+    # histogram counts, lock retries; written at its end.
+    step_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def status_enum(self) -> JobStatus:

@@ -23,10 +23,12 @@ def upgrade() -> None:
             sa.Column("live_version", sa.Integer(), nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("step_stats", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("step_metrics", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("step_metrics")
         batch.drop_column("step_stats")
         batch.drop_column("live_version")
         batch.drop_column("live")
