@@ -26,7 +26,7 @@ from itertools import islice
 
 from sqlalchemy import select
 
-from admin.jobs import queue
+from admin.jobs import queue, wakeup
 from admin.jobs.record import Published
 from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
@@ -157,10 +157,27 @@ class LogHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[int, _Channel] = {}
         self._closing: Closing | None = None
+        self._listener: wakeup.Listener | None = None
         self._streams = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.rt.store_engine.dialect.name == "postgresql" and self._listener is None:
+            # Lines stored by other processes (CLI, entrypoint, replicas) wake the poller.
+            url = self.rt.store_engine.url.render_as_string(hide_password=False)
+            self._listener = wakeup.Listener(url, self._stored_elsewhere)
+            self._listener.start()
+
+    def _stored_elsewhere(self, job_id: int, last_seq: int) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._poke, job_id, last_seq)
+
+    def _poke(self, job_id: int, last_seq: int) -> None:
+        channel = self._channels.get(job_id)
+        if channel is not None and last_seq > channel.known:
+            channel.poll_now.set()
 
     @property
     def open_streams(self) -> int:
@@ -173,6 +190,9 @@ class LogHub:
     def close_all(self, reason: str) -> None:
         """End every stream now and refuse new ones (from the event loop: shutdown)."""
         self._closing = Closing(reason)
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         for channel in list(self._channels.values()):
             channel.wake()
 
