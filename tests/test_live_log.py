@@ -20,7 +20,8 @@ from test_ops import scrape, value
 from admin import audit
 from admin.config import Settings
 from admin.jobs import JobRequest, queue
-from admin.store.models import Job, JobKind, Role, Source
+from admin.store.models import Job, JobKind, JobLine, Role, Source, utcnow
+from admin.web import logtext
 from admin.web.app import create_app
 
 ALICE = audit.Actor("alice", "operator", Source.WEB, "10.1.1.1")
@@ -157,3 +158,64 @@ def test_the_step_table_in_the_api_and_on_the_page(finished: tuple[TestClient, i
     samples = scrape(client)
     assert value(samples, "schema_admin_step_duration_seconds_count") == 2
     assert value(samples, "schema_admin_lock_retries_total") == 0
+
+
+def test_a_long_log_folds_its_middle_in_ranges_loaded_when_opened(
+    make_settings: Callable[..., Settings],
+) -> None:
+    steps = 700
+    with TestClient(create_app(make_settings())) as client:
+        login(client, create_user(client.app.state.runtime, "vera", Role.VIEWER).username)
+        runtime = client.app.state.runtime
+        now = utcnow()
+        with runtime.transaction() as session:
+            job = Job(
+                kind="upgrade",
+                status="succeeded",
+                target_key="long",
+                target_display="long",
+                steps_total=steps,
+                steps_done=steps,
+                requested_by="bench",
+                source="cli",
+                started_at=now,
+                finished_at=now,
+                step_stats=[
+                    {"step": n, "revision": f"r{n}", "duration": 0.01, "rows": 1, "lock_wait": 0}
+                    for n in range(1, steps + 1)
+                ],
+            )
+            session.add(job)
+            session.flush()
+            job_id = job.id
+            texts = [("info", "job starts")]
+            for n in range(1, steps + 1):
+                texts += [
+                    ("step", f"[{n}/{steps}] Running upgrade r{n - 1} -> r{n}, step"),
+                    ("sql", f"CREATE TABLE t{n} (id int)"),
+                    ("step", f"[{n}/{steps}] upgrade r{n - 1} -> r{n} done in 0.010s"),
+                ]
+            session.add_all(
+                JobLine(job_id=job_id, seq=i, level=level, stream="worker", text=text)
+                for i, (level, text) in enumerate(texts, start=1)
+            )
+        total = len(texts)
+        page = page_soup(client.get(f"/jobs/{job_id}"))
+        shown = [int(line["data-seq"]) for line in page.select("#job-log .log-line")]
+        assert shown[0] == 1 and shown[-1] == total and len(shown) <= logtext.TAIL + 1
+        ranges = page.select("#job-log details.log-range")
+        assert ranges and not page.select("#job-log details.log-range .log-line")
+        loaded: list[int] = []
+        for folded in ranges:
+            answer = client.get(str(folded["hx-get"]))
+            assert answer.status_code == 200
+            loaded += [int(d["data-seq"]) for d in page_soup(answer).select(".log-line")]
+        # The ranges hold exactly the lines between the head and the tail.
+        assert sorted([*shown, *loaded]) == list(range(1, total + 1))
+        assert client.get(f"/jobs/{job_id}/lines?after=5&until=5").status_code == 400
+        assert client.get(f"/jobs/{job_id}/lines?after=0&until=999999").status_code == 400
+        # The step table of a long job is loaded when opened.
+        table = page.select_one("#job-steps-table")
+        assert table is not None and table["hx-get"] == f"/jobs/{job_id}/steps"
+        rows = page_soup(client.get(f"/jobs/{job_id}/steps")).select("tbody tr")
+        assert len(rows) == steps

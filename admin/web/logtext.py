@@ -13,8 +13,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
+from sqlalchemy.orm import Session
 
-from admin.store.models import JobLine
+from admin.jobs import queue
+from admin.store.models import Job, JobLine
+
+# A log longer than FULL lines shows its first lines (up to its first step) and its last
+# TAIL lines on the page; the lines between are folded in ranges of RANGE lines, each loaded
+# when opened (GET /jobs/{id}/lines): a 5,000-step job's page stays small and quick.
+FULL = 2000
+HEAD = 50
+TAIL = 500
+RANGE = 2000
 
 _STEP_START = re.compile(r"^\[\d+/\d+\] Running ")
 _DONE_IN = re.compile(r" done in (\d+(?:\.\d+)?)s$")
@@ -72,6 +82,44 @@ def grouped(
     if summary:
         parts.append(_group(summary, group, None))
     return Markup("".join(parts))
+
+
+def _starts_step(line: JobLine) -> bool:
+    return line.level == "step" and is_step_start(line.text)
+
+
+def page_log(session: Session, job: Job, render: Callable[..., Markup]) -> tuple[Markup, int]:
+    """The log as the job page shows it, and the last line's number."""
+    last = queue.last_seq(session, job.id)
+    started = job.started_at or job.created_at
+    if last <= FULL:
+        lines = queue.lines(session, job.id, 0, FULL)
+        return grouped(lines, started, render), (lines[-1].seq if lines else 0)
+    head = queue.lines(session, job.id, 0, HEAD)
+    head = head[: next((i for i, line in enumerate(head) if _starts_step(line)), len(head))]
+    tail = queue.lines(session, job.id, last - TAIL, TAIL)
+    tail = tail[next((i for i, line in enumerate(tail) if _starts_step(line)), 0) :]
+    after = head[-1].seq if head else 0
+    until = tail[0].seq - 1 if tail else last
+    parts = [grouped(head, started, render)]
+    for low in range(after, until, RANGE):
+        parts.append(folded_range(job.id, low, min(low + RANGE, until)))
+    parts.append(grouped(tail, started, render))
+    return Markup("").join(parts), (tail[-1].seq if tail else last)
+
+
+def folded_range(job_id: int, after: int, until: int) -> Markup:
+    """Lines ``after`` + 1 to ``until``, folded; htmx loads them when opened (without
+    JavaScript the link gives them as JSON)."""
+    url = f"/jobs/{job_id}/lines?after={after}&until={until}"
+    json_url = f"/api/v1/jobs/{job_id}/log?after={after}&limit={until - after}"
+    return Markup(
+        f'<details class="log-range" hx-get="{url}" hx-trigger="toggle once" '
+        f'hx-target="find .log-range-body" hx-swap="innerHTML"><summary>lines {after + 1}–'
+        f"{until} (open to load them)</summary>"
+        f'<div class="log-range-body"><a href="{json_url}">lines {after + 1}–{until} as '
+        "JSON</a></div></details>"
+    )
 
 
 def _group(summary: str, lines: list[str], duration: str | None) -> str:
