@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from admin import files, secrets_entropy
 from admin.errors import ConfigError
+from admin.live import schedule
 from admin.urls import mask_url
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -147,6 +148,19 @@ class Settings(BaseSettings):
     )
     statement_timeout: str = Field(
         "0", description="PostgreSQL statement_timeout for migration statements (0 = none)."
+    )
+    lock_retries: str = Field(
+        "off",
+        description="Lock retries of each revision's transaction: a schedule of lock_timeouts "
+        "(`5x3s`, `1s,3s,10s`); `off` = one attempt with LOCK_TIMEOUT.",
+    )
+    lock_retry_pause: float = Field(
+        3.0, ge=0, le=3600, description="Seconds between two lock retry attempts."
+    )
+    lock_retry_final_without_timeout: bool = Field(
+        False,
+        description="After the lock retry schedule, one last attempt without a lock_timeout "
+        "(it waits as long as it takes).",
     )
     migration_lock_wait: float = Field(
         3.0,
@@ -337,6 +351,12 @@ class Settings(BaseSettings):
         if not _DURATION.match(value):
             raise ValueError("expected a PostgreSQL duration such as 0, 500ms, 10s or 2min")
         return value.replace(" ", "")
+
+    @field_validator("lock_retries")
+    @classmethod
+    def _lock_retries(cls, value: str) -> str:
+        schedule.parse(value)
+        return value.strip()
 
     @field_validator("lint_excluded_rules")
     @classmethod

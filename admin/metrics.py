@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from admin import __version__, migrations
 from admin.entrypoint import degraded_now
 from admin.errors import AdminError
+from admin.live import figures
 from admin.runtime import Runtime
 from admin.store.models import AuditEvent, Backup, BackupStatus, Job, JobKind, JobStatus
 
@@ -105,7 +106,45 @@ class StoreCollector(Collector):
             self._durations(rt, session),
             self._backup_age(rt, session),
             self._login_failures(session),
+            *self._step_figures(session),
         ]
+
+    def _step_figures(self, session: Session) -> list[Metric]:
+        """Step durations, lock waits and lock retries, summed over the jobs' figures
+        (admin.live.figures: each job's, written at its end)."""
+        steps: dict[str, Any] | None = None
+        waits: dict[str, Any] | None = None
+        retries = 0
+        for (found,) in session.execute(
+            select(Job.step_metrics).where(Job.step_metrics.is_not(None))
+        ):
+            steps = figures.add(steps, found, "steps", len(figures.STEP_BUCKETS))
+            waits = figures.add(waits, found, "lock_waits", len(figures.LOCK_WAIT_BUCKETS))
+            retries += int(found.get("lock_retries") or 0)
+        step_histogram = HistogramMetricFamily(
+            f"{PREFIX}_step_duration_seconds", "Run time of migration steps (revisions)."
+        )
+        wait_histogram = HistogramMetricFamily(
+            f"{PREFIX}_lock_wait_seconds",
+            "Waits of a job's backend for a lock, as the live view sampled them.",
+        )
+        for histogram, total, bounds in (
+            (step_histogram, steps, figures.STEP_BUCKETS),
+            (wait_histogram, waits, figures.LOCK_WAIT_BUCKETS),
+        ):
+            total = total or {"buckets": [0] * len(bounds), "count": 0, "sum": 0.0}
+            points, running = [], 0
+            for bound, count in zip(bounds, total["buckets"], strict=True):
+                running += count
+                points.append((floatToGoString(bound), float(running)))
+            points.append(("+Inf", float(total["count"])))
+            histogram.add_metric([], points, sum_value=float(total["sum"]))
+        counter = CounterMetricFamily(
+            f"{PREFIX}_lock_retries",
+            "Attempts of a revision's transaction retried after a lock timeout (LOCK_RETRIES).",
+        )
+        counter.add_metric([], retries)
+        return [step_histogram, wait_histogram, counter]
 
     def _durations(self, rt: Runtime, session: Session) -> Metric:
         duration = _duration(rt.read_engine.dialect.name)

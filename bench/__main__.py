@@ -19,6 +19,7 @@ from bench import (
     history_page,
     job_upgrade,
     live_log_memory,
+    live_view,
     log_latency,
     offline_sql,
     public_projects,
@@ -45,6 +46,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "dashboard-restart": dashboard_restart,  # BENCH_DASHBOARD_SIZES (default 5000,20000)
     "public": public_projects,  # BENCH_PUBLIC_REPOS: fetched repositories (skipped without)
     "rehearsal": rehearsal,  # BENCH_REHEARSAL_SCALE (default 50), BENCH_REHEARSAL_DEALS
+    "live-view": live_view,  # the sampler's cost, the job page of a 5,000-step job
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

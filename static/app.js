@@ -45,7 +45,9 @@
   var logPaused = false;
 
   function lastShownSeq(log) {
-    var last = log.lastElementChild;
+    // Lines may sit inside step groups (<details class="log-step">): the last line anywhere.
+    var all = log.getElementsByClassName("log-line");
+    var last = all.length ? all[all.length - 1] : null;
     var seq = last ? parseInt(last.getAttribute("data-seq"), 10) : NaN;
     return isNaN(seq) ? parseInt(log.getAttribute("data-last-seq") || "0", 10) : seq;
   }
@@ -189,5 +191,120 @@
   });
   document.addEventListener("htmx:sseClose", function () {
     if (document.getElementById("job-live")) settleSoon();
+  });
+})();
+
+// The job's log for people (admin/web/logtext.py): live lines get their time since the job
+// started (data-t, from data-at) and join their step's group (folded once the step is done);
+// the search box shows the lines that match.
+(function () {
+  var DONE_IN = / done in (\d+(?:\.\d+)?)s$/;
+  var query = "";
+
+  function elapsed(seconds) {
+    seconds = Math.max(0, seconds);
+    if (seconds < 60) return "+" + seconds.toFixed(3) + "s";
+    var minutes = Math.floor(seconds / 60), secs = seconds - 60 * minutes;
+    if (minutes < 60) return "+" + minutes + ":" + (secs < 10 ? "0" : "") + secs.toFixed(1);
+    var hours = Math.floor(minutes / 60);
+    minutes -= 60 * hours;
+    return "+" + hours + ":" + (minutes < 10 ? "0" : "") + minutes + ":" + (secs < 10 ? "0" : "") + Math.floor(secs);
+  }
+
+  function stamp(log, line) {
+    var started = parseFloat(log.getAttribute("data-started"));
+    var at = parseFloat(line.getAttribute("data-at"));
+    if (!line.hasAttribute("data-t") && !isNaN(started) && !isNaN(at)) {
+      line.setAttribute("data-t", elapsed(at - started));
+    }
+  }
+
+  function openGroup(node) {
+    return node && node.tagName === "DETAILS" && node.classList.contains("log-step") &&
+      !node.hasAttribute("data-done") ? node : null;
+  }
+
+  function finish(group, line) {
+    group.setAttribute("data-done", "1");
+    var found = DONE_IN.exec(line.textContent || "");
+    if (found) {
+      var took = document.createElement("span");
+      took.className = "step-duration";
+      took.textContent = parseFloat(found[1]).toFixed(3) + " s";
+      group.querySelector("summary").appendChild(took);
+    }
+    group.open = false;
+  }
+
+  function groupLines(log) {
+    var loose = Array.prototype.filter.call(log.children, function (node) {
+      return node.classList.contains("log-line") && !node.hasAttribute("data-placed");
+    });
+    loose.forEach(function (line) {
+      line.setAttribute("data-placed", "1");
+      stamp(log, line);
+      matches(line);
+      var group = openGroup(line.previousElementSibling);
+      if (line.classList.contains("step-start")) {
+        var details = document.createElement("details");
+        details.className = "log-step";
+        details.open = true;
+        var summary = document.createElement("summary");
+        details.appendChild(summary);
+        log.insertBefore(details, line);
+        summary.appendChild(line);
+      } else if (group) {
+        group.appendChild(line);
+        if (line.classList.contains("step-end")) finish(group, line);
+      }
+    });
+  }
+
+  function matches(line) {
+    if (!query) {
+      line.classList.remove("search-miss", "search-hit");
+      return false;
+    }
+    var hit = (line.textContent || "").toLowerCase().indexOf(query) >= 0;
+    line.classList.toggle("search-miss", !hit);
+    line.classList.toggle("search-hit", hit);
+    if (hit) {
+      var group = line.closest("details.log-step");
+      if (group) group.open = true;
+    }
+    return hit;
+  }
+
+  function search(log, count) {
+    var hits = 0;
+    Array.prototype.forEach.call(log.getElementsByClassName("log-line"), function (line) {
+      if (matches(line)) hits += 1;
+    });
+    if (count) count.textContent = query ? hits + (hits === 1 ? " line" : " lines") : "";
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var log = document.getElementById("job-log");
+    if (!log) return;
+    var box = document.getElementById("log-search");
+    var count = document.getElementById("log-search-count");
+    if (box) {
+      box.hidden = false;
+      var timer = null;
+      box.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(function () {
+          query = box.value.trim().toLowerCase();
+          search(log, count);
+        }, 120);
+      });
+    }
+    Array.prototype.forEach.call(log.getElementsByClassName("log-line"), function (line) {
+      stamp(log, line);
+    });
+  });
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var log = event.target;
+    if (log instanceof Element && log.id === "job-log") groupLines(log);
   });
 })();

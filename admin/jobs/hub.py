@@ -26,7 +26,7 @@ from itertools import islice
 
 from sqlalchemy import select
 
-from admin.jobs import queue
+from admin.jobs import queue, wakeup
 from admin.jobs.record import Published
 from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
@@ -100,10 +100,18 @@ class Closing:
     reason: str
 
 
+@dataclass(frozen=True)
+class LiveChanged:
+    """The job's live view of the database changed (``jobs.live_version`` moved)."""
+
+    version: int
+
+
 @dataclass
 class _Channel:
     known: int
     status: str | None
+    live_version: int = 0
     subscribers: int = 0
     buffer: deque[Published] = field(default_factory=lambda: deque(maxlen=BUFFER))
     buffered_bytes: int = 0
@@ -149,10 +157,27 @@ class LogHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[int, _Channel] = {}
         self._closing: Closing | None = None
+        self._listener: wakeup.Listener | None = None
         self._streams = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        if self.rt.store_engine.dialect.name == "postgresql" and self._listener is None:
+            # Lines stored by other processes (CLI, entrypoint, replicas) wake the poller.
+            url = self.rt.store_engine.url.render_as_string(hide_password=False)
+            self._listener = wakeup.Listener(url, self._stored_elsewhere)
+            self._listener.start()
+
+    def _stored_elsewhere(self, job_id: int, last_seq: int) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._poke, job_id, last_seq)
+
+    def _poke(self, job_id: int, last_seq: int) -> None:
+        channel = self._channels.get(job_id)
+        if channel is not None and last_seq > channel.known:
+            channel.poll_now.set()
 
     @property
     def open_streams(self) -> int:
@@ -165,6 +190,9 @@ class LogHub:
     def close_all(self, reason: str) -> None:
         """End every stream now and refuse new ones (from the event loop: shutdown)."""
         self._closing = Closing(reason)
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         for channel in list(self._channels.values()):
             channel.wake()
 
@@ -194,32 +222,44 @@ class LogHub:
 
     # Store access (in a thread).
 
-    def _head(self, job_id: int) -> tuple[int, str | None]:
+    def _head(self, job_id: int) -> tuple[int, str | None, int]:
         with self.rt.reads() as session:
             job = queue.get(session, job_id)
             status = job.status if not JobStatus(job.status).active else None
-            return queue.last_seq(session, job_id), status
+            return queue.last_seq(session, job_id), status, job.live_version or 0
 
     def _fetch(
         self, job_id: int, after: int, limit: int = FETCH
     ) -> tuple[list[Published], str | None]:
+        published, final, _ = self._fetch_live(job_id, after, limit)
+        return published, final
+
+    def _fetch_live(
+        self, job_id: int, after: int, limit: int = FETCH
+    ) -> tuple[list[Published], str | None, int]:
+        """Lines after ``after``, the final status, and the live view's version."""
         with self.rt.reads() as session:
             # Status first: once it is final, every line was committed before it.
-            status = session.scalar(select(Job.status).where(Job.id == job_id))
+            head = session.execute(
+                select(Job.status, Job.live_version).where(Job.id == job_id)
+            ).first()
+            status, live_version = (head[0], head[1] or 0) if head else (None, 0)
             rows = queue.lines(session, job_id, after, limit)
-        published = [Published(r.seq, r.level, r.stream, r.text) for r in rows]
+        published = [
+            Published(r.seq, r.level, r.stream, r.text, r.created_at.timestamp()) for r in rows
+        ]
         final = status if status and not JobStatus(status).active and len(rows) < limit else None
-        return published, final
+        return published, final, live_version
 
     # Channels.
 
     async def _join(self, job_id: int) -> _Channel:
         channel = self._channels.get(job_id)
         if channel is None:
-            known, status = await asyncio.to_thread(self._head, job_id)
+            known, status, live_version = await asyncio.to_thread(self._head, job_id)
             channel = self._channels.get(job_id)
             if channel is None:
-                channel = _Channel(known=known, status=status)
+                channel = _Channel(known=known, status=status, live_version=live_version)
                 self._channels[job_id] = channel
                 if status is None:
                     channel.poller = asyncio.create_task(self._poll(job_id, channel))
@@ -235,8 +275,13 @@ class LogHub:
 
     async def _poll(self, job_id: int, channel: _Channel) -> None:
         while channel.status is None:
-            lines, final = await asyncio.to_thread(self._fetch, job_id, channel.known)
+            lines, final, live_version = await asyncio.to_thread(
+                self._fetch_live, job_id, channel.known
+            )
             self._ingest(job_id, lines, None)
+            if live_version != channel.live_version:
+                channel.live_version = live_version
+                channel.wake()
             if final is not None and not lines:
                 channel.status = final
                 channel.wake()
@@ -249,7 +294,7 @@ class LogHub:
 
     async def follow(
         self, job_id: int, after: int = 0, *, keepalive: float = 15.0
-    ) -> AsyncIterator[Published | Finished | Closing | None]:
+    ) -> AsyncIterator[Published | Finished | Closing | LiveChanged | None]:
         """Lines after ``after`` in order, then Finished (or Closing); None is a keep-alive
         tick."""
         batches = self.follow_batches(job_id, after, keepalive=keepalive)
@@ -263,7 +308,7 @@ class LogHub:
 
     async def follow_batches(
         self, job_id: int, after: int = 0, *, keepalive: float = 15.0
-    ) -> AsyncGenerator[list[Published] | Finished | Closing | None, None]:
+    ) -> AsyncGenerator[list[Published] | Finished | Closing | LiveChanged | None, None]:
         """Like ``follow``, with the lines that are ready at once in one list of at most
         ``CHUNK_BYTES`` (a viewer then sends them in one write: what many viewers of a busy
         job need). The next list is made only once the last one was taken."""
@@ -281,10 +326,14 @@ class LogHub:
             # Measured from the last thing sent: a wake that brings this viewer nothing
             # (lines it already has, a gap being read) must not postpone the tick.
             quiet_until = loop.time() + keepalive
+            seen_live = channel.live_version
             while True:
                 if self._closing is not None:
                     yield self._closing
                     return
+                if channel.live_version != seen_live:
+                    seen_live = channel.live_version
+                    yield LiveChanged(seen_live)
                 changed = channel.changed
                 batch = channel.since(last) if not fetched else None
                 if batch is None:

@@ -11,7 +11,8 @@ message only ever produces a log line.
 
 Kinds: ``log`` (a message with a level), ``output`` (text the job's code printed),
 ``step`` (a revision started or finished), ``sql`` (a statement executed), ``progress``
-(bytes written, steps done), ``backend`` (the target connection's PostgreSQL backend pid,
+(bytes written, steps done), ``retry`` (a lock retry: the attempt that timed out and
+the pause before the next), ``backend`` (the target connection's PostgreSQL backend pid,
 so a cancel can reach the query), ``backup`` (the backup that protects the job), and one
 final ``result``.
 
@@ -224,6 +225,11 @@ class Order:
     owner: str | None = None
     # How to connect to the target (TARGET_* settings: timeouts, keepalives).
     target_connection: dict[str, Any] | None = None
+    # Lock retries (admin.live.schedule): the schedule, the pause between attempts, and a
+    # last attempt without a lock_timeout.
+    lock_retries: str = ""
+    lock_retry_pause: float = 3.0
+    lock_retry_final_without_timeout: bool = False
 
     def encode(self) -> str:
         return json.dumps(dataclasses.asdict(self))

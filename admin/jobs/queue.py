@@ -15,7 +15,7 @@ from admin import audit, migrations
 from admin.analysis import applied as applied_files
 from admin.analysis import gate as safety_gate
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
-from admin.jobs import ownership
+from admin.jobs import ownership, wakeup
 from admin.jobs.ownership import NotOwner, Owner
 from admin.jobs.protocol import heads_text
 from admin.runtime import Runtime
@@ -357,6 +357,7 @@ class LineWriter:
                     ownership.check(connection, self.job_id, self.owner)
                     if rows:
                         connection.execute(insert(JobLine), rows)
+                        wakeup.announce(connection, self.job_id, first_seq + len(rows) - 1)
                     if changes:
                         connection.execute(
                             update(Job).where(Job.id == self.job_id).values(**changes)

@@ -11,6 +11,7 @@ numbered twice. When another process owns the job now, nothing more is written
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ class Published:
     level: str
     stream: str
     text: str
+    # When it was stored (seconds since the epoch; None where not known).
+    at: float | None = None
 
 
 Publisher = Callable[[int, Sequence[Published], str | None], None]
@@ -121,10 +124,11 @@ class JobRecord:
         self._changes.clear()
         self._dropped = 0
         if self.publish is not None and batch:
+            at = time.time()
             self.publish(
                 self.job_id,
                 [
-                    Published(first + i, line.level, line.stream, line.text)
+                    Published(first + i, line.level, line.stream, line.text, at)
                     for i, line in enumerate(batch)
                 ],
                 None,

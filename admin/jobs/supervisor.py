@@ -29,6 +29,7 @@ from admin.jobs.ownership import NotOwner, Owner
 from admin.jobs.planscript import PlanScript
 from admin.jobs.protocol import Message, Order, decode, log_line
 from admin.jobs.record import JobRecord, Publisher
+from admin.live.watch import JobWatch
 from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
 
@@ -67,6 +68,9 @@ def work_order(job: Job, settings: Settings, owner: Owner | None = None) -> Orde
         cache_dir=str(settings.cache_dir),
         owner=str(owner) if owner is not None else None,
         target_connection=migrations.ConnectOptions.from_settings(settings).as_dict(),
+        lock_retries=str((job.options or {}).get("lock_retries") or settings.lock_retries),
+        lock_retry_pause=settings.lock_retry_pause,
+        lock_retry_final_without_timeout=settings.lock_retry_final_without_timeout,
     )
 
 
@@ -120,6 +124,9 @@ class Supervisor:
         self._proc: subprocess.Popen[str] | None = None
         self._control: IO[str] | None = None
         self._script: PlanScript | None = None
+        # The live view of the database (PostgreSQL targets), sampled while the job runs.
+        self.live = JobWatch(runtime.settings.database_url, job_id, lambda: self._backend_pid)
+        self._live_version = 0
 
     # Control from other threads.
 
@@ -143,6 +150,7 @@ class Supervisor:
         with self.rt.reads() as session:
             self.record.seq = queue.last_seq(session, self.job_id)
             job = queue.get(session, self.job_id)
+            self._live_version = job.live_version or 0
         try:
             queue.claim(self.rt, self.job_id, self.owner)
         except NotOwner as exc:  # another supervisor has it (or it ended): not started twice
@@ -177,7 +185,12 @@ class Supervisor:
         # Recorded while the worker starts up.
         queue.mark_started(self.rt, self.job_id, proc.pid, self.owner)
         self._store([described, queue.NewLine(f"worker pid {proc.pid} started", "info", "runner")])
-        self._follow(proc)
+        self.live.start()
+        try:
+            self._follow(proc)
+        finally:
+            self.live.stop()
+        self._collect_live(final=True)
         if self.record.lost is not None:
             # Another process owns the job now: its record is theirs to finish.
             return self._current()
@@ -232,6 +245,7 @@ class Supervisor:
                 pass
             open_streams -= sum(1 for _, line in batch if line is None)
             self._take(batch)
+            self._collect_live()
             if not batch:
                 self.record.flush()  # lines kept while the store did not answer
             last_commit = time.monotonic()
@@ -277,7 +291,7 @@ class Supervisor:
                 continue
             self._heard = time.monotonic()
             self._heard_any = True
-            message = decode(raw)
+            message = self.live.observe(decode(raw))
             self._absorb(message, changes)
             line = log_line(message)
             if line is not None:
@@ -310,6 +324,14 @@ class Supervisor:
 
     def _store(self, lines: Sequence[queue.NewLine], **changes: Any) -> None:
         self.record.add(lines, **changes)
+
+    def _collect_live(self, *, final: bool = False) -> None:
+        lines, changes = self.live.collect(final=final)
+        if "live" in changes:
+            self._live_version += 1
+            changes["live_version"] = self._live_version
+        if lines or changes:
+            self._store(lines, **changes)
 
     # Cancelling.
 

@@ -21,13 +21,14 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +37,7 @@ from admin import migrations
 from admin.errors import AdminError, describe
 from admin.jobs.orphan import Watchman
 from admin.jobs.protocol import Emitter, Message, Order, heads_text
+from admin.live import naming, schedule
 
 if TYPE_CHECKING:
     from admin.config import Settings
@@ -63,6 +65,10 @@ class Context:
     order: Order
     out: Emitter
     watchman: Watchman
+    # The statement running last and the lock_timeout in force (for errors that name them).
+    last_sql: str = ""
+    last_autocommit: bool = False
+    lock_timeout: str = ""
 
     @cached_property
     def settings(self) -> Settings:
@@ -100,12 +106,48 @@ class Context:
 Handler = Callable[[Context], int]
 
 
-def _describe_db_error(exc: DBAPIError) -> str:
+def _describe_db_error(exc: DBAPIError, ctx: Context | None = None) -> str:
     orig = exc.orig
     code = getattr(orig, "pgcode", None)
     message = str(getattr(orig, "pgerror", None) or orig or exc).strip()
     first = message.splitlines()[0] if message else type(orig).__name__
-    return f"[SQLSTATE {code}] {first}" if code else f"{type(orig).__name__}: {first}"
+    if not code:
+        return f"{type(orig).__name__}: {first}"
+    diag = getattr(orig, "diag", None)
+    return naming.db_error(
+        code,
+        first,
+        detail=getattr(diag, "message_detail", None),
+        statement=ctx.last_sql if ctx else None,
+        lock_timeout=(ctx.lock_timeout or ctx.order.lock_timeout) if ctx else None,
+        statement_timeout=ctx.order.statement_timeout if ctx else None,
+        relation_name=_relation_namer(ctx, exc) if ctx else None,
+    )
+
+
+def _relation_namer(ctx: Context, exc: DBAPIError) -> Any:
+    """oid -> relation name, read on a connection of its own (the failed one is aborted)."""
+
+    def name(oid: int) -> str | None:
+        try:
+            engine = migrations.new_engine(ctx.order.database_url, autocommit=True)
+            try:
+                with engine.connect() as connection:
+                    found = connection.execute(
+                        text("SELECT CAST(CAST(:o AS oid) AS regclass)::text"), {"o": oid}
+                    ).scalar()
+            finally:
+                engine.dispose()
+            return str(found) if found else None
+        except Exception:
+            return None
+
+    return name
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, DBAPIError) and getattr(orig, "pgcode", None) == naming.LOCK_TIMEOUT
 
 
 def _announce_backend(ctx: Context, connection: Connection) -> None:
@@ -124,26 +166,48 @@ def run_migration(ctx: Context) -> int:
         Path(order.alembic_config), Path(order.cache_dir) if order.cache_dir else None
     )
     url = order.database_url
+    # Lock retries: a later attempt runs what is left of the plan (its first steps may be
+    # committed); its steps keep their numbers in the whole plan.
+    plan: list[migrations.Step] = []
+    offset = 0
+
+    def on_plan(steps: list[migrations.Step]) -> None:
+        nonlocal plan, offset
+        if not plan:
+            plan = list(steps)
+            return
+        offset = len(plan) - len(steps)
+        if offset < 0 or steps != plan[offset:]:
+            raise migrations.PlanChanged(
+                "after a lock timeout, what is left to run is not the rest of the reviewed "
+                "plan (the database moved meanwhile): review the plan again"
+            )
 
     def on_event(event: migrations.EngineEvent) -> None:
         if event.kind is migrations.EventKind.SQL:
-            out.send(Message("sql", event.text, "sql"))
+            if event.level != "debug":
+                ctx.last_sql, ctx.last_autocommit = event.text, event.autocommit
+            out.send(Message("sql", event.text, event.level or "sql"))
         elif event.kind in (migrations.EventKind.STEP_STARTED, migrations.EventKind.STEP_FINISHED):
             finished = event.kind is migrations.EventKind.STEP_FINISHED
             heads = heads_text(event.heads) if event.heads is not None else None
+            step = (event.step or 0) + offset
+            steps = len(plan) or event.steps
             if finished:
-                ctx.watchman.step_finished(event.step or 0, event.revision, heads)
+                ctx.watchman.step_finished(step, event.revision, heads)
             out.send(
                 Message(
                     "step",
-                    f"[{event.step}/{event.steps}] {event.text}",
+                    f"[{step}/{steps}] {event.text}",
                     "step",
                     {
                         "event": "finished" if finished else "started",
                         "revision": event.revision,
-                        "step": event.step,
-                        "steps": event.steps,
+                        "step": step,
+                        "steps": steps,
                         "duration": event.duration,
+                        "rows": event.rows,
+                        "label": event.text,
                         "heads": list(event.heads) if event.heads is not None else None,
                     },
                 )
@@ -164,25 +228,73 @@ def run_migration(ctx: Context) -> int:
 
             gate.before_migration(ctx)
         engine = migrations.new_engine(url, application_name=ctx.lock_owner)
+        tries = schedule.schedule_for(
+            order.lock_retries,
+            order.lock_timeout,
+            order.lock_retry_pause,
+            order.lock_retry_final_without_timeout,
+        )
+        if tries.retries and command is not migrations.Command.STAMP:
+            out.log(f"lock retries: {tries.describe()}")
         try:
             with engine.connect() as connection:
                 _announce_backend(ctx, connection)
-                after = migrations.run(
-                    project,
-                    connection,
-                    command,
-                    order.target_revision or "heads",
-                    on_event=on_event,
-                    lock_timeout=order.lock_timeout,
-                    statement_timeout=order.statement_timeout,
-                    expected_fingerprint=order.plan_fingerprint,
-                    on_backend=on_backend,
-                    should_stop=ctx.watchman.should_stop,
-                )
+                for attempt, timeout in enumerate(tries.timeouts, start=1):
+                    ctx.lock_timeout = timeout
+                    try:
+                        after = migrations.run(
+                            project,
+                            connection,
+                            command,
+                            order.target_revision or "heads",
+                            on_event=on_event,
+                            lock_timeout=timeout,
+                            statement_timeout=order.statement_timeout,
+                            expected_fingerprint=order.plan_fingerprint if attempt == 1 else None,
+                            on_plan=on_plan,
+                            on_backend=on_backend,
+                            should_stop=ctx.watchman.should_stop,
+                        )
+                        break
+                    except DBAPIError as exc:
+                        if not _retry_after(ctx, exc, attempt, tries):
+                            raise
         finally:
             engine.dispose()
     out.result("succeeded", revision_after=heads_text(after))
     return EXIT_SUCCEEDED
+
+
+def _retry_after(ctx: Context, exc: DBAPIError, attempt: int, tries: schedule.Schedule) -> bool:
+    """After a lock timeout with attempts left: say so, pause, and True (try again)."""
+    if not _is_lock_timeout(exc) or attempt >= len(tries.timeouts):
+        return False
+    if ctx.last_autocommit:
+        ctx.out.log(
+            "the lock timeout came in an autocommit block (the statements before it in this "
+            "step are committed): the step is not retried",
+            "warning",
+        )
+        return False
+    following = tries.timeouts[attempt]
+    said = "no lock_timeout" if following == "0" else f"lock_timeout {following}"
+    ctx.out.send(
+        Message(
+            "retry",
+            f"lock retry: attempt {attempt} of {len(tries.timeouts)} (lock_timeout "
+            f"{ctx.lock_timeout}) timed out and was rolled back; next attempt in "
+            f"{tries.pause:g} s with {said}",
+            "warning",
+            {
+                "attempt": attempt,
+                "attempts": len(tries.timeouts),
+                "lock_timeout": ctx.lock_timeout,
+                "statement": ctx.last_sql,
+            },
+        )
+    )
+    time.sleep(tries.pause)
+    return True
 
 
 def handler_for(kind: str) -> Handler | None:
@@ -255,14 +367,19 @@ def _run(ctx: Context) -> int:
         out.result("failed", error=str(exc))
         return EXIT_FAILED
     except DBAPIError as exc:
-        message = _describe_db_error(exc)
-        out.log(f"error {message}", "error")
+        message = _describe_db_error(exc, ctx)
+        said = {
+            "sqlstate": getattr(exc.orig, "pgcode", None),
+            "lock_timeout": ctx.lock_timeout or order.lock_timeout,
+            "statement": ctx.last_sql,
+        }
+        out.send(Message("log", f"error {message}", "error", said))
         if exc.connection_invalidated:
             # Not the migration's fault: the target went away (restarted, cut off).
             message = f"the connection to the target was lost: {message}"
             out.result("interrupted", error=message)
         else:
-            out.result("failed", error=message, sqlstate=getattr(exc.orig, "pgcode", None))
+            out.result("failed", error=message, **said)
         return EXIT_FAILED
     except Exception as exc:
         # Unexpected: the traceback at debug level, one line to the log.

@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 
+from admin.migrations import bound
 from admin.migrations.capture import Capture
 from admin.migrations.environment import NotWhereExpected, Watch, panel_environment
 from admin.migrations.plan import Direction, Step, _step, alembic_steps, fingerprint
@@ -55,6 +56,10 @@ class EngineEvent:
     duration: float | None = None
     level: str | None = None
     heads: tuple[str, ...] | None = None
+    # SQL: the statement ran in an autocommit block (Alembic's autocommit_block).
+    autocommit: bool = False
+    # STEP_FINISHED: rows the step's statements affected (None: none reported a count).
+    rows: int | None = None
 
 
 class Stopped(MigrationError):
@@ -151,11 +156,13 @@ class _Run:
     started: int = 0
     finished: int = 0
     step_began: float = 0.0
+    rows: int | None = None
 
     def step_started(self, text_: str) -> None:
         step = self.steps[self.started]
         self.started += 1
         self.step_began = time.monotonic()
+        self.rows = None
         self.emit(
             EngineEvent(
                 EventKind.STEP_STARTED,
@@ -182,6 +189,7 @@ class _Run:
                 steps=len(self.steps),
                 duration=duration,
                 heads=after,
+                rows=self.rows,
             )
         )
 
@@ -297,9 +305,29 @@ def run(
         if raw:
             watch.check(context, len(raw), len(raw))
 
-    def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not watch.quiet and (watch.migration is None or conn is watch.migration):
-            on_event(EngineEvent(EventKind.SQL, statement.strip()))
+    def ours(conn: Any) -> bool:
+        return not watch.quiet and (watch.migration is None or conn is watch.migration)
+
+    def on_sql(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if ours(conn):
+            said = bound.inline(cursor, statement.strip(), parameters, many)
+            level = "debug" if bound.is_bookkeeping(statement) else None
+            autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+            on_event(EngineEvent(EventKind.SQL, said, level=level, autocommit=autocommit))
+
+    def on_sql_done(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        count = getattr(cursor, "rowcount", -1)
+        if (
+            ours(conn)
+            and isinstance(count, int)
+            and count >= 0
+            and state.started > state.finished
+            and project.version_table not in statement
+            and not bound.is_bookkeeping(statement)
+        ):
+            state.rows = (state.rows or 0) + count
 
     def on_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
         on_event(EngineEvent(EventKind.WARNING, f"{category.__name__}: {message}"))
@@ -316,6 +344,7 @@ def run(
     with one_flush_per_run(connection, on_event):
         capture.install()
         event.listen(Engine, "before_cursor_execute", on_sql)
+        event.listen(Engine, "after_cursor_execute", on_sql_done)
         try:
             with ALEMBIC_LOCK, project.revision_errors(), warnings.catch_warnings():
                 warnings.simplefilter("default")
@@ -329,6 +358,7 @@ def run(
                     script.run_env()
         finally:
             event.remove(Engine, "before_cursor_execute", on_sql)
+            event.remove(Engine, "after_cursor_execute", on_sql_done)
             capture.remove()
             if connection.in_transaction():
                 connection.rollback()

@@ -236,6 +236,15 @@ class Job(Base):
     cancel_requested_at: Mapped[datetime | None]
     # The backup that protected this job (no foreign key: backups and jobs refer to each other).
     backup_id: Mapped[int | None] = mapped_column(BigInteger)
+    # What the database is doing for the running job (admin.live): None when nothing shows;
+    # live_version counts its changes (live viewers refresh when it moves).
+    live: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    live_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # One entry per step: step, revision, label, duration, rows affected, lock wait.
+    step_stats: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The job's figures for /metrics (admin.live.figures): step durations and lock waits as
+    # histogram counts, lock retries; written at its end.
+    step_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def status_enum(self) -> JobStatus:

@@ -15,6 +15,7 @@ from admin.analysis import plans
 from admin.auth import reauth
 from admin.errors import AdminError, InvalidInput, PermissionDenied, TooManyRequests
 from admin.jobs import JobRequest, Runner
+from admin.live import schedule
 from admin.preview import destination
 from admin.runtime import Runtime
 from admin.store.models import Job, JobKind, User
@@ -42,6 +43,17 @@ class Submission:
     confirm_destructive: str | None = None
     # "Take and verify a backup first" (job option ``backup``, honoured by the worker).
     backup_first: bool = False
+    # Lock retries for this job (a schedule, admin.live.schedule; empty: LOCK_RETRIES).
+    lock_retries: str = ""
+
+
+def parse_lock_retries(value: str) -> str:
+    """A job's lock retry schedule, checked (InvalidInput says what is wrong)."""
+    try:
+        schedule.parse(value)
+    except ValueError as exc:
+        raise InvalidInput(f"lock retries: {exc}") from None
+    return value.strip()
 
 
 def parse_kind(value: str) -> JobKind:
@@ -175,6 +187,7 @@ def submit(
     target = asked.target.strip()
     try:
         kind = parse_kind(asked.kind)
+        lock_retries = parse_lock_retries(asked.lock_retries)
         if not target:
             raise InvalidInput("name a target revision (head, a revision id, base, -1, ...)")
         if asked.plan_required and kind in PLANNED and not asked.plan_fingerprint:
@@ -188,6 +201,8 @@ def submit(
         _refuse(runtime, actor, asked.kind[:16], target[:255], error)
         raise
     check_password(runtime, user, kind, asked.password, actor.client_addr, required=destructive)
-    options = {"backup": True} if asked.backup_first and kind in PLANNED else {}
+    options: dict[str, object] = {"backup": True} if asked.backup_first and kind in PLANNED else {}
+    if lock_retries and kind in PLANNED:
+        options["lock_retries"] = lock_retries
     request = JobRequest(kind, target, asked.plan_fingerprint or None, options)
     return runner.submit(request, actor)

@@ -38,9 +38,9 @@ from starlette.requests import Request
 
 from admin.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from admin.jobs import Finished, LogHub, Published, queue
-from admin.jobs.hub import Closing
+from admin.jobs.hub import Closing, LiveChanged
+from admin.web import logtext, streams
 from admin.web import principal as principals
-from admin.web import streams
 from admin.web.errors import answer_401_plainly
 
 # How long a browser waits before its own reconnect (milliseconds).
@@ -54,21 +54,37 @@ _CLASS_NAME = re.compile(r"^[a-z]{1,16}$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def line_html(seq: int, level: str, stream: str, text: str) -> Markup:
-    """One log line as an HTML fragment on a single line (the page and the stream share it)."""
+def line_html(
+    seq: int,
+    level: str,
+    stream: str,
+    text: str,
+    at: float | None = None,
+    started: float | None = None,
+) -> Markup:
+    """One log line as an HTML fragment on a single line (the page and the stream share it).
+
+    With ``at`` (when it was stored) the line carries its UTC time (``data-at``, and on
+    hover); with ``started`` (the job's start) also the time since then (``data-t``, shown
+    before the line by the style sheet, so the line's text stays the log's text)."""
     level_class = level if _CLASS_NAME.match(level) else "info"
     stream_class = stream if _CLASS_NAME.match(stream) else "stdout"
     body = _LINE_BREAK.sub("&#10;", str(escape(text.replace("\x00", "\ufffd"))))
-    return Markup(
-        f'<div class="log-line level-{level_class} stream-{stream_class}" id="line-{seq}" '
-        f'data-seq="{seq}">{body}</div>'
-    )
+    classes = f"log-line level-{level_class} stream-{stream_class}"
+    if level == "step":
+        classes += " step-start" if logtext.is_step_start(text) else " step-end"
+    timing = ""
+    if at is not None:
+        timing = f' data-at="{at:.3f}" title="{logtext.utc_text(at)}"'
+        if started is not None:
+            timing += f' data-t="{logtext.elapsed_text(at - started)}"'
+    return Markup(f'<div class="{classes}" id="line-{seq}" data-seq="{seq}"{timing}>{body}</div>')
 
 
 @functools.lru_cache(maxsize=1024)
 def _fragment(line: Published) -> str:
     """A published line's fragment, rendered once for all the viewers that are sent it."""
-    return str(line_html(line.seq, line.level, line.stream, line.text))
+    return str(line_html(line.seq, line.level, line.stream, line.text, line.at))
 
 
 def resume_after(after: int, last_event_id: str | None) -> int:
@@ -185,6 +201,11 @@ class EventFormat:
         """What to send beside a keep-alive comment (nothing by default)."""
         return ()
 
+    def live(self) -> Iterable[ServerSentEvent]:
+        """What to send when the job's live view of the database changed (nothing by
+        default)."""
+        return ()
+
     def done(self, status: str) -> ServerSentEvent:
         return ServerSentEvent(raw_data=status, event="done")
 
@@ -224,6 +245,10 @@ class PageEvents(EventFormat):
     def tick(self) -> Iterable[ServerSentEvent]:
         return self._status("tick")
 
+    def live(self) -> Iterable[ServerSentEvent]:
+        self._pending = True
+        return self._status("live")
+
     def _status(self, data: str) -> Iterable[ServerSentEvent]:
         now = time.monotonic()
         if self._pending and (self._sent_at is None or now - self._sent_at >= self._wait):
@@ -251,6 +276,9 @@ async def events(
             elif isinstance(item, Closing):
                 yield fmt.restarting(item.reason)
                 return
+            elif isinstance(item, LiveChanged):
+                for event in fmt.live():
+                    yield event
             else:
                 for event in fmt.lines(item):
                     yield event

@@ -26,6 +26,7 @@ from admin import __version__
 from admin.config import Environment, Settings
 from admin.errors import AdminError
 from admin.jobs import queue
+from admin.live import naming
 from admin.store.models import Job, Role
 from admin.web import assets, highlight, job_views
 from admin.web import principal as principals
@@ -107,6 +108,7 @@ def make_templates() -> Jinja2Blocks:
     env.globals["Role"] = Role
     env.globals["timestamp"] = timestamp
     env.filters["describe_job"] = queue.describe
+    env.globals["live_lock_mode"] = naming.lock_mode
     env.filters.update(highlight.FILTERS)
     env.trim_blocks = True
     env.lstrip_blocks = True

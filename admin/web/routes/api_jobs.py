@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from admin.jobs import Published, queue
 from admin.store.models import Job, JobLine, JobStatus
-from admin.web import job_requests, livelog
+from admin.web import job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.routes.jobs import PAGE_SIZE, Filters, RunnerDep
@@ -58,6 +58,34 @@ class JobCreate(BaseModel):
     backup_first: bool = Field(
         False, description="Take and verify a backup of the target before the first step."
     )
+    lock_retries: str = Field(
+        "",
+        max_length=100,
+        description="Lock retries for this upgrade/downgrade: a schedule of lock_timeouts "
+        "(``5x3s``, ``1s,3s,10s``) or ``off``; empty: the LOCK_RETRIES setting.",
+    )
+
+
+class StepOut(BaseModel):
+    """One step of a migration job, once it finished."""
+
+    step: int
+    revision: str | None
+    label: str | None
+    duration_seconds: float
+    rows: int | None = Field(description="Rows its statements affected, as reported.")
+    lock_wait_seconds: float = Field(description="Time spent waiting for locks (sampled).")
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> StepOut:
+        return cls(
+            step=int(row.get("step") or 0),
+            revision=row.get("revision"),
+            label=row.get("label"),
+            duration_seconds=float(row.get("duration") or 0.0),
+            rows=row.get("rows"),
+            lock_wait_seconds=float(row.get("lock_wait") or 0.0),
+        )
 
 
 class JobOut(BaseModel):
@@ -88,6 +116,16 @@ class JobOut(BaseModel):
     cancel_requested_by: str | None
     backup_id: int | None
     url: str = Field(description="The job's page in the panel.")
+    live: dict[str, Any] | None = Field(
+        None,
+        description="While a step runs on PostgreSQL: what the database does for the job "
+        "(its backend, the lock it waits for, blockers, sessions queued behind it, progress); "
+        "null when there is nothing to show.",
+    )
+    steps: list[StepOut] = Field(
+        default_factory=list,
+        description="The step table: step, revision, duration, rows affected, lock wait.",
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -119,6 +157,8 @@ class JobOut(BaseModel):
             cancel_requested_by=job.cancel_requested_by,
             backup_id=job.backup_id,
             url=f"/jobs/{job.id}",
+            live=job.live if JobStatus(job.status).active else None,
+            steps=[StepOut.of(row) for row in job.step_stats or []],
         )
 
 
@@ -195,6 +235,7 @@ def create_job(
         body.password,
         confirm_destructive=body.confirm_destructive,
         backup_first=body.backup_first,
+        lock_retries=body.lock_retries,
     )
     job = job_requests.submit(runtime, runner, user, actor, asked)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
@@ -260,6 +301,23 @@ def job_log(
         lines=[_line(row) for row in rows],
         next_after=next_after,
         complete=complete,
+    )
+
+
+@router.get(
+    "/{job_id}/log.txt",
+    response_class=PlainTextResponse,
+    summary="A job's whole log as plain text",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def job_log_text(session: StoreSession, user: CurrentUser, job_id: int) -> Response:
+    """Every line: UTC time, time since the job started, level, text."""
+    job = queue.get(session, job_id)
+    rows = queue.lines(session, job_id, 0, 10_000_000)
+    body = "".join(logtext.plain_lines(rows, job.started_at or job.created_at))
+    return PlainTextResponse(
+        body,
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}.log"'},
     )
 
 

@@ -15,15 +15,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
 from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
-from admin.web import apply_refusals, job_requests, livelog
+from admin.web import apply_refusals, job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.job_views import JobView, kind_facts
@@ -33,7 +32,6 @@ router = APIRouter(prefix="/jobs", include_in_schema=False)
 
 PAGE_SIZE = 50
 # Lines rendered into the page; a longer log continues through the stream.
-PAGE_LINES = 20_000
 _SECRET = 2048
 
 
@@ -136,14 +134,13 @@ def job_page(request: Request, session: StoreSession, user: CurrentUser, job_id:
         context["details_oob"] = True
         return render(request, "job.html", context, block="job_status")
     # The job first, then its lines: once the job has ended, all its lines are stored.
-    lines = queue.lines(session, job_id, 0, PAGE_LINES)
-    last = lines[-1].seq if lines else 0
-    complete = len(lines) < PAGE_LINES
+    log_html, last = logtext.page_log(session, job, livelog.line_html)
+    started = job.started_at or job.created_at
+    complete = True
     context.update(
         {
-            "log_html": Markup("").join(
-                livelog.line_html(line.seq, line.level, line.stream, line.text) for line in lines
-            ),
+            "log_html": log_html,
+            "log_started": started.timestamp() if started else None,
             "last_seq": last,
             "log_complete": complete,
             # Live while the job runs, or until a log longer than the page has streamed.
@@ -151,6 +148,31 @@ def job_page(request: Request, session: StoreSession, user: CurrentUser, job_id:
         }
     )
     return render(request, "job.html", context, block="job_status")
+
+
+@router.get("/{job_id}/lines")
+def job_lines(
+    request: Request,
+    session: StoreSession,
+    user: CurrentUser,
+    job_id: int,
+    after: Annotated[int, Query(ge=0)] = 0,
+    until: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    """A folded range of a long log's lines (the job page loads it when opened)."""
+    if not after < until <= after + logtext.RANGE:
+        raise InvalidInput(f"until must be above after, by at most {logtext.RANGE} lines")
+    job = queue.get(session, job_id)
+    lines = queue.lines(session, job_id, after, until - after)
+    html = logtext.grouped(lines, job.started_at or job.created_at, livelog.line_html)
+    return HTMLResponse(html)
+
+
+@router.get("/{job_id}/steps")
+def job_steps(request: Request, session: StoreSession, user: CurrentUser, job_id: int) -> Response:
+    """The step table of a long job (the job page loads it when opened)."""
+    job = queue.get(session, job_id)
+    return render(request, "partials/_job_steps_table.html", {"job": job})
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse)
@@ -187,6 +209,7 @@ def submit_job(
     password: Annotated[str, Form(max_length=_SECRET)] = "",
     confirm_destructive: Annotated[str, Form(max_length=500)] = "",
     backup_first: Annotated[str, Form(max_length=8)] = "",
+    lock_retries: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     asked = job_requests.Submission(
         kind,
@@ -197,6 +220,7 @@ def submit_job(
         plan_required=True,
         confirm_destructive=confirm_destructive,
         backup_first=backup_first == "yes",
+        lock_retries=lock_retries,
     )
     try:
         job = job_requests.submit(runtime, runner, user, actor, asked)

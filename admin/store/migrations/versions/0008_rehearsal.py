@@ -1,7 +1,7 @@
 """Rehearsals: a plan run on a scratch copy of the target, measured, with its round trip.
 
 Revision ID: 0008_rehearsal
-Revises: 0006
+Revises: 0007_live
 Create Date: 2026-12-07 14:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_rehearsal"
-down_revision = "0006"
+down_revision = "0007_live"
 branch_labels = None
 depends_on = None
 
