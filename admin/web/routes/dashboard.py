@@ -25,8 +25,8 @@ from admin.web.routes.backups import last_backup_view
 
 router = APIRouter(include_in_schema=False)
 
-# The pending list is cut here; the history page has them all.
-PENDING_SHOWN = 50
+# The pending list is cut here; the history filtered to pending has them all.
+PENDING_SHOWN = 10
 
 
 def last_migration(runtime: Runtime) -> JobView | None:
