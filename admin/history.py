@@ -54,16 +54,7 @@ def read_position(project: Project, url: str) -> Position:
 
 def ancestors(graph: Graph, heads: tuple[str, ...]) -> frozenset[str]:
     """``heads`` and everything below them (parents and dependencies), as far as known."""
-    seen: set[str] = set()
-    stack = [rev for rev in heads if rev in graph.by_id]
-    while stack:
-        rev = stack.pop()
-        if rev in seen:
-            continue
-        seen.add(rev)
-        known = graph.by_id[rev]
-        stack.extend(p for p in (*known.down_revisions, *known.dependencies) if p in graph.by_id)
-    return frozenset(seen)
+    return graph.ancestors(heads)
 
 
 @dataclass(frozen=True)
