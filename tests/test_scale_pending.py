@@ -85,3 +85,30 @@ def test_dependencies_are_left_to_alembic() -> None:
     assert any(deps for *_, deps in specs)
     alembic_map, _ = maps(specs)
     assert upgrade_order(_graph(alembic_map, specs), ()) is None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_graph_without_alembics_map_is_alembics_graph(seed: int, tmp_path: Path) -> None:
+    """A reload derives the graph from the files' declarations alone (no revision map):
+    the same walk order, heads, bases, children and markers as Alembic's."""
+    from projects import Rev, write_project
+
+    from admin.migrations import catalog, graph, lazy, project
+
+    rng = random.Random(1000 + seed)
+    specs = random_history(rng, rng.randint(3, 60))
+    revs = [
+        Rev(rid, None if not down else (down[0] if len(down) == 1 else down), f"m {rid}")
+        for rid, down, _, _ in specs
+    ]
+    # Files named so that the load order differs from the history's.
+    ini = write_project(tmp_path, revs, id_file_names=True)
+    opened = project.Project(ini)
+    base = opened._base_directory()
+    entries, _ = catalog.scan(opened._files(), {})
+    derived = graph.from_entries(entries)
+    assert derived is not None
+    alembic_graph, alembic_kept = graph.from_script(lazy.script_directory(base, entries), entries)
+    ours, kept = derived
+    assert kept == alembic_kept
+    assert ours == alembic_graph

@@ -19,6 +19,7 @@ from typing import Any
 
 from alembic.script import Script, ScriptDirectory
 
+from admin.migrations import toposort
 from admin.migrations.catalog import Entry
 from admin.migrations.errors import MigrationError, UnknownRevision
 
@@ -203,6 +204,53 @@ def from_script(script: ScriptDirectory, entries: Sequence[Entry]) -> tuple[Grap
     derived = {s.revision: _derived(s) for s in scripts}
     order = [s.revision for s in scripts]
     heads, bases = list(script.get_heads()), list(script.get_bases())
+    fingerprint = content_fingerprint(entries)
+    kept = {
+        "fingerprint": fingerprint,
+        "order": order,
+        "heads": heads,
+        "bases": bases,
+        "derived": derived,
+    }
+    return _build(order, derived, entries, heads, bases, fingerprint), kept
+
+
+def from_entries(entries: Sequence[Entry]) -> tuple[Graph, dict[str, Any]] | None:
+    """The graph ``from_script`` would give, derived from the entries alone, without
+    Alembic's revision map (its cost and memory, per reload, in the web process): for
+    histories of plain parents, none with branch labels or dependencies. None otherwise,
+    and for anything Alembic would complain of (a missing parent, a repeated id, a cycle):
+    then ``from_script`` decides, with Alembic's words."""
+    parents: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        if entry.branch_labels or entry.depends_on or entry.down_revision == ():
+            return None
+        if entry.revision in parents:
+            return None
+        parents[entry.revision] = tuple(dict.fromkeys(entry.down_revisions))
+    children: dict[str, list[str]] = {rid: [] for rid in parents}
+    for rid, ups in parents.items():
+        for parent in ups:
+            if parent not in children:
+                return None
+            children[parent].append(rid)
+    heads = [rid for rid, below in children.items() if not below]
+    bases = [rid for rid, ups in parents.items() if not ups]
+    order = toposort.walk(set(parents), parents, list(heads))
+    if order is None:
+        return None
+    derived = {
+        rid: {
+            "children": sorted(children[rid]),
+            "branch_labels": [],
+            "dependencies": [],
+            "flags": (_HEAD if not children[rid] else 0)
+            | (_BASE if not parents[rid] else 0)
+            | (_BRANCH_POINT if len(children[rid]) > 1 else 0)
+            | (_MERGE_POINT if len(parents[rid]) > 1 else 0),
+        }
+        for rid in order
+    }
     fingerprint = content_fingerprint(entries)
     kept = {
         "fingerprint": fingerprint,

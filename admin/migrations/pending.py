@@ -13,10 +13,8 @@ tests/test_scale_pending.py compares it with Alembic's plan on random histories.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from admin.migrations.graph import Graph
-from admin.migrations.toposort import FastRevisionMap
+from admin.migrations.toposort import walk
 
 
 def upgrade_order(graph: Graph, current: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -28,33 +26,5 @@ def upgrade_order(graph: Graph, current: tuple[str, ...]) -> tuple[str, ...] | N
     position = {rid: index for index, rid in enumerate(graph.load_order)}
     parents = {rid: tuple(dict.fromkeys(graph.by_id[rid].down_revisions)) for rid in todo}
     heads = sorted((rid for rid in graph.heads if rid in todo), key=position.__getitem__)
-    children: dict[str, list[str]] = defaultdict(list)
-    waiting: dict[str, int] = defaultdict(int)
-    for rid in todo:
-        for parent in parents[rid]:
-            children[parent].append(rid)
-            waiting[parent] += 1
-    output: list[str] = []
-    index = 0
-    while heads:
-        candidate = heads[index]
-        if waiting[candidate]:
-            above = FastRevisionMap._first_head_above(candidate, heads, children, todo, index)
-            if above is None:
-                return None
-            index = above
-            continue
-        output.append(candidate)
-        todo.discard(candidate)
-        for parent in parents[candidate]:
-            waiting[parent] -= 1
-        to_add = [r for r in parents[candidate] if r in todo and r not in heads]
-        if not to_add:
-            del heads[index]
-            index = max(index - 1, 0)
-        else:
-            heads[index] = to_add[0]
-            heads.extend(to_add[1:])
-    if todo:
-        return None
-    return tuple(reversed(output))
+    order = walk(todo, parents, heads)
+    return None if order is None else tuple(reversed(order))

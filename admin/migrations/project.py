@@ -152,8 +152,10 @@ class Project:
         )
         built = graph_module.from_cache(cached.graph, entries)
         if built is None:
+            # Plain histories without Alembic's map (built only when a plan needs it).
+            derived = graph_module.from_entries(entries)
             try:
-                built, kept = graph_module.from_script(script, entries)
+                built, kept = derived or graph_module.from_script(script, entries)
             except CommandError as exc:
                 raise MigrationError(f"the revision files cannot be read: {exc}") from exc
             catalog.save_cache(self.cache_file, entries, kept)
