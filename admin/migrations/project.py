@@ -294,16 +294,24 @@ def _translate(exc: CommandError) -> MigrationError:
 
 
 _projects: dict[Path, Project] = {}
+_given: dict[tuple[str, str], Project] = {}
 _projects_lock = threading.Lock()
 
 
 def open_project(config_path: Path, cache_dir: Path | None = None) -> Project:
     """The process-wide Project for an alembic.ini (loaded on first use); what was read of
     its revision files is kept in ``cache_dir`` across restarts."""
+    # Every request asks: an absolute path as given is looked up first (resolving it stats
+    # each of its folders; a relative one depends on the working directory).
+    given = (str(config_path), str(cache_dir))
+    project = _given.get(given) if os.path.isabs(given[0]) else None
+    if project is not None:
+        return project
     key = Path(config_path).resolve()
     with _projects_lock:
         project = _projects.get(key)
         if project is None:
             project = Project(key, cache_dir)
             _projects[key] = project
+        _given[given] = project
         return project
