@@ -24,6 +24,7 @@ from bench import (
     public_projects,
     report,
     safety,
+    scale,
     status,
 )
 
@@ -42,6 +43,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "safety": safety,
     "cli-startup": cli_startup,  # schema-admin status / history, the worker's start
     "dashboard-restart": dashboard_restart,  # BENCH_DASHBOARD_SIZES (default 5000,20000)
+    "scale": scale,  # BENCH_SCALE_SIZES (default 5000,20000): status, dashboard, watcher
     "public": public_projects,  # BENCH_PUBLIC_REPOS: fetched repositories (skipped without)
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
