@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -27,6 +28,9 @@ from admin.web import graph_lanes
 PER_PAGE = 100
 MAX_PER_PAGE = 500
 MAX_QUERY = 100
+# The history filtered to one side of where the database stands (``?state=pending``).
+STATES = ("applied", "pending")
+StateName = Literal["applied", "pending"]
 _REVISION_ID = re.compile(r"^[0-9A-Za-z_]{1,64}$")
 
 
@@ -50,16 +54,7 @@ def read_position(project: Project, url: str) -> Position:
 
 def ancestors(graph: Graph, heads: tuple[str, ...]) -> frozenset[str]:
     """``heads`` and everything below them (parents and dependencies), as far as known."""
-    seen: set[str] = set()
-    stack = [rev for rev in heads if rev in graph.by_id]
-    while stack:
-        rev = stack.pop()
-        if rev in seen:
-            continue
-        seen.add(rev)
-        known = graph.by_id[rev]
-        stack.extend(p for p in (*known.down_revisions, *known.dependencies) if p in graph.by_id)
-    return frozenset(seen)
+    return graph.ancestors(heads)
 
 
 @dataclass(frozen=True)
@@ -150,6 +145,7 @@ class Entry:
 class HistoryPage:
     entries: tuple[Entry, ...]
     query: str
+    state: StateName | None
     page: int
     pages: int
     per_page: int
@@ -195,6 +191,32 @@ def _matches(index: _Indexed, query: str) -> list[int]:
     ]
 
 
+_sides: OrderedDict[tuple[str, tuple[str, ...], str], tuple[int, ...]] = OrderedDict()
+
+
+def _side(graph: Graph, position: Position, applied: frozenset[str], state: str) -> Sequence[int]:
+    """The rows (history order) on one side of where the database stands, kept per graph
+    and position: a poll of the pending list does not walk the whole history again."""
+    key = (graph.fingerprint, tuple(sorted(position.current)), state)
+    found = _sides.get(key)
+    if found is None:
+        wanted = state == "applied"
+        found = tuple(i for i, rev in enumerate(graph.revisions) if (rev.id in applied) is wanted)
+        _remember(_sides, key, found)
+    return found
+
+
+def clean_state(state: str | None) -> StateName | None:
+    """``applied``, ``pending`` or no state filter (400 for anything else)."""
+    if not state:
+        return None
+    if state == "applied":
+        return "applied"
+    if state == "pending":
+        return "pending"
+    raise InvalidInput(f"state must be one of {', '.join(STATES)}, not {state[:20]!r}")
+
+
 def history_page(
     project: Project,
     url: str,
@@ -202,22 +224,35 @@ def history_page(
     query: str | None = None,
     page: int = 1,
     per_page: int = PER_PAGE,
+    state: str | None = None,
 ) -> HistoryPage:
-    """One page of the history, newest first, optionally filtered by id prefix or message."""
+    """One page of the history, newest first, optionally filtered by id prefix or message
+    and by ``state`` (``applied`` or ``pending``: an unknown position matches nothing)."""
     if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"page must be 1 or more and per_page between 1 and {MAX_PER_PAGE}")
     text = clean_query(query)
+    side = clean_state(state)
     graph = project.graph()
     index = _index(graph)
     position = read_position(project, url)
     applied = applied_set(graph, position)
     current = frozenset(position.current)
-    chosen = _matches(index, text)
+    chosen: Sequence[int]
+    if side is None:
+        chosen = _matches(index, text)
+    elif applied is None:
+        chosen = []
+    else:
+        chosen = _side(graph, position, applied, side)
+        if text:
+            matching = set(_matches(index, text))
+            chosen = [i for i in chosen if i in matching]
     pages = max(1, -(-len(chosen) // per_page))
     if page > pages:
         raise NotFound(
             f"there is no page {page}: the history has {pages} page(s) of {per_page}"
             + (f" for the filter {text!r}" if text else "")
+            + (f" of {side} revisions" if side else "")
         )
     window = chosen[(page - 1) * per_page : page * per_page]
     entries = []
@@ -225,7 +260,7 @@ def history_page(
         rev = graph.revisions[i]
         is_current = rev.id in current
         drawing = None
-        if not text:
+        if not text and side is None:
             classes = "current" if is_current else ""
             drawing = index.lanes.svg(i, classes)
         entries.append(
@@ -239,6 +274,7 @@ def history_page(
     return HistoryPage(
         entries=tuple(entries),
         query=text,
+        state=side,
         page=page,
         pages=pages,
         per_page=per_page,

@@ -26,6 +26,7 @@ from bench import (
     rehearsal,
     report,
     safety,
+    scale,
     status,
 )
 
@@ -44,6 +45,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "safety": safety,
     "cli-startup": cli_startup,  # schema-admin status / history, the worker's start
     "dashboard-restart": dashboard_restart,  # BENCH_DASHBOARD_SIZES (default 5000,20000)
+    "scale": scale,  # BENCH_SCALE_SIZES (default 5000,20000): status, dashboard, watcher
     "public": public_projects,  # BENCH_PUBLIC_REPOS: fetched repositories (skipped without)
     "rehearsal": rehearsal,  # BENCH_REHEARSAL_SCALE (default 50), BENCH_REHEARSAL_DEALS
     "live-view": live_view,  # the sampler's cost, the job page of a 5,000-step job

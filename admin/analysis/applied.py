@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from admin import audit
 from admin.config import Settings
 from admin.errors import AdminError, Conflict, InvalidInput, NotFound
-from admin.history import ancestors
+from admin.history import Position, applied_set
 from admin.migrations import Direction, Project, Step, target_key
 from admin.migrations.plan import fingerprint
 from admin.store.models import AppliedFile, Job, JobKind, JobStatus, utcnow
@@ -205,7 +205,10 @@ def applied_drift(
 ) -> dict[str, Drift]:
     """Drift among the revisions applied to the database now (``current``: its heads)."""
     graph = project.graph()
-    return drift(session, settings, project, None, among=ancestors(graph, current))
+    # Kept per graph and position (a dashboard poll does not walk the history again).
+    among = applied_set(graph, Position(known=True, current=current))
+    assert among is not None
+    return drift(session, settings, project, None, among=among)
 
 
 def refuse_drift(

@@ -57,12 +57,16 @@ def for_revision(runtime: Runtime, project: Project, revision: str) -> dict[str,
     return context
 
 
-def applied_changes(runtime: Runtime, project: Project) -> dict[str, applied.Drift]:
-    """Applied revisions whose file changed since (the dashboard's notice)."""
+def applied_changes(
+    runtime: Runtime, project: Project, current: tuple[str, ...] | None = None
+) -> dict[str, applied.Drift]:
+    """Applied revisions whose file changed since (the dashboard's notice); ``current``:
+    the target's heads when the caller has just read them (not read twice per page)."""
     settings = runtime.settings
-    try:
-        _, current = read_current(project, settings.database_url)
-    except AdminError:  # an unreachable target: the dashboard says so elsewhere
-        return {}
+    if current is None:
+        try:
+            _, current = read_current(project, settings.database_url)
+        except AdminError:  # an unreachable target: the dashboard says so elsewhere
+            return {}
     with runtime.reads() as session:
         return applied.applied_drift(session, settings, project, current)

@@ -57,8 +57,11 @@ class Project:
         self._lock = threading.RLock()
         self._base: ScriptDirectory | None = None
         self._base_stamp: tuple[tuple[int, int], ...] | None = None
-        self._script: ScriptDirectory | None = None
-        self._graph: Graph | None = None
+        # (graph, script directory), swapped as one: a request sees the old or the new pair.
+        self._loaded: tuple[Graph, ScriptDirectory] | None = None
+        # Set while a watcher (``admin.migrations.watcher``) checks the files in the
+        # background: requests then take what is loaded without checking anything.
+        self.watched = False
         self._entries: dict[str, catalog.Entry] = {}
         self._kept: dict[str, Any] | None = None
         self._files_stamp: tuple[tuple[str, int, int], ...] = ()
@@ -149,8 +152,10 @@ class Project:
         )
         built = graph_module.from_cache(cached.graph, entries)
         if built is None:
+            # Plain histories without Alembic's map (built only when a plan needs it).
+            derived = graph_module.from_entries(entries)
             try:
-                built, kept = graph_module.from_script(script, entries)
+                built, kept = derived or graph_module.from_script(script, entries)
             except CommandError as exc:
                 raise MigrationError(f"the revision files cannot be read: {exc}") from exc
             catalog.save_cache(self.cache_file, entries, kept)
@@ -158,9 +163,8 @@ class Project:
             kept = cached.graph or {}
             if read:
                 catalog.save_cache(self.cache_file, entries, kept)
-        self._graph = built
+        self._loaded = (built, script)
         self._kept = kept
-        self._script = script
         self._files_stamp = self._files_stamp_of(files)
         self._entries = {entry.path: entry for entry in entries}
 
@@ -176,7 +180,7 @@ class Project:
 
     def _fresh(self, max_age: float) -> None:
         now = time.monotonic()
-        if self._script is not None:
+        if self._loaded is not None:
             if now - self._checked_at < max_age:
                 return
             recent_scan = now - self._scanned_at < FULL_SCAN_EVERY
@@ -187,23 +191,41 @@ class Project:
         self._base_directory()
         folders = self._stamp()
         files = self._files()
-        if self._script is None or self._files_stamp_of(files) != self._files_stamp:
+        if self._loaded is None or self._files_stamp_of(files) != self._files_stamp:
             self._load(files)
         self._folders_stamp = folders
         self._checked_at = self._scanned_at = now
 
-    def graph(self, max_age: float = 1.0) -> Graph:
-        """The revision graph; files are re-checked when older than ``max_age`` seconds."""
+    def _current(self, max_age: float) -> tuple[Graph, ScriptDirectory]:
+        loaded = self._loaded
+        if loaded is not None and self.watched and max_age > 0:
+            # The watcher keeps it fresh: no lock, no stat (a reload in progress holds the
+            # lock, and this request gets the graph from before it).
+            return loaded
         with self._lock:
             self._fresh(max_age)
-            assert self._graph is not None
-            return self._graph
+            assert self._loaded is not None
+            return self._loaded
+
+    def graph(self, max_age: float = 1.0) -> Graph:
+        """The revision graph; files are re-checked when older than ``max_age`` seconds
+        (``max_age=0``: always, in full), or by the watcher when one runs."""
+        return self._current(max_age)[0]
 
     def script(self, max_age: float = 1.0) -> ScriptDirectory:
+        return self._current(max_age)[1]
+
+    def check(self, full: bool) -> bool:
+        """What the watcher does once: the version folders (a file added, removed or
+        renamed), and with ``full`` every file's size and mtime; a change is read (only the
+        changed files) and swapped in. Returns whether it reloaded."""
         with self._lock:
-            self._fresh(max_age)
-            assert self._script is not None
-            return self._script
+            before = self._loaded
+            if before is None or full or self._stamp() != self._folders_stamp:
+                self._fresh(0)
+            else:
+                self._checked_at = time.monotonic()
+            return self._loaded is not before
 
     @contextmanager
     def revision_errors(self) -> Iterator[None]:
@@ -272,16 +294,24 @@ def _translate(exc: CommandError) -> MigrationError:
 
 
 _projects: dict[Path, Project] = {}
+_given: dict[tuple[str, str], Project] = {}
 _projects_lock = threading.Lock()
 
 
 def open_project(config_path: Path, cache_dir: Path | None = None) -> Project:
     """The process-wide Project for an alembic.ini (loaded on first use); what was read of
     its revision files is kept in ``cache_dir`` across restarts."""
+    # Every request asks: an absolute path as given is looked up first (resolving it stats
+    # each of its folders; a relative one depends on the working directory).
+    given = (str(config_path), str(cache_dir))
+    project = _given.get(given) if os.path.isabs(given[0]) else None
+    if project is not None:
+        return project
     key = Path(config_path).resolve()
     with _projects_lock:
         project = _projects.get(key)
         if project is None:
             project = Project(key, cache_dir)
             _projects[key] = project
+        _given[given] = project
         return project

@@ -17,6 +17,8 @@ from sqlalchemy import Connection, inspect
 
 from admin.errors import AdminError
 from admin.migrations import database, reads
+from admin.migrations.graph import Graph
+from admin.migrations.pending import upgrade_order
 from admin.migrations.plan import Direction, make_plan
 from admin.migrations.project import MigrationError, Project, Revision
 
@@ -141,7 +143,7 @@ def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
             current=current,
             unknown=unknown,
         )
-    pending = _pending(project, graph.by_id, current, max_age)
+    pending = _pending(project, graph, current, max_age)
     if len(heads) > 1:
         return status(
             State.SEVERAL_HEADS,
@@ -177,9 +179,10 @@ _pending_lock = threading.Lock()
 
 
 def _pending(
-    project: Project, by_id: dict[str, Revision], current: tuple[str, ...], max_age: float
+    project: Project, graph: Graph, current: tuple[str, ...], max_age: float
 ) -> tuple[Revision, ...]:
-    graph = project.graph(max_age)
+    # One graph for the whole answer: the watcher may swap in another meanwhile.
+    by_id = graph.by_id
     if set(current) == set(graph.heads):
         return ()
     key = (graph.fingerprint, frozenset(current))
@@ -188,11 +191,15 @@ def _pending(
         if kept is not None:
             _pending_kept.move_to_end(key)
             return kept
-    try:
-        plan = make_plan(project, Direction.UPGRADE, "heads", current, max_age=max_age)
-        pending = tuple(by_id[step.revision] for step in plan.steps)
-    except MigrationError:
-        pending = ()
+    order = upgrade_order(graph, current)
+    if order is not None:
+        pending = tuple(by_id[rid] for rid in order)
+    else:
+        try:
+            plan = make_plan(project, Direction.UPGRADE, "heads", current, max_age=max_age)
+            pending = tuple(by_id[step.revision] for step in plan.steps)
+        except (MigrationError, KeyError):  # KeyError: the files changed between the two
+            pending = ()
     with _pending_lock:
         _pending_kept[key] = pending
         while len(_pending_kept) > _PENDING_KEPT:

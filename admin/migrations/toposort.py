@@ -95,3 +95,37 @@ class FastRevisionMap(RevisionMap):
                     found = heads[child]
                 queue.append(child)
         return found
+
+
+def walk(todo: set[str], parents: dict[str, tuple[str, ...]], heads: list[str]) -> list[str] | None:
+    """``FastRevisionMap``'s sort on plain data: ``todo`` (a closed set of ids, consumed),
+    each one's parents (down revisions, deduplicated), and the heads among them in load
+    order (consumed). Newest first; None when the walk cannot settle it (Alembic then)."""
+    children: dict[str, list[str]] = defaultdict(list)
+    waiting: dict[str, int] = defaultdict(int)
+    for rid in todo:
+        for parent in parents[rid]:
+            children[parent].append(rid)
+            waiting[parent] += 1
+    output: list[str] = []
+    index = 0
+    while heads:
+        candidate = heads[index]
+        if waiting[candidate]:
+            above = FastRevisionMap._first_head_above(candidate, heads, children, todo, index)
+            if above is None:
+                return None
+            index = above
+            continue
+        output.append(candidate)
+        todo.discard(candidate)
+        for parent in parents[candidate]:
+            waiting[parent] -= 1
+        to_add = [r for r in parents[candidate] if r in todo and r not in heads]
+        if not to_add:
+            del heads[index]
+            index = max(index - 1, 0)
+        else:
+            heads[index] = to_add[0]
+            heads.extend(to_add[1:])
+    return None if todo else output

@@ -19,6 +19,7 @@ from admin.backups import actions as backup_actions
 from admin.config import Settings
 from admin.errors import AdminError, Conflict
 from admin.jobs import LogHub, Runner
+from admin.migrations.watcher import Watcher, unwatch, watch
 from admin.runtime import Runtime
 from admin.store.models import Source
 from admin.web import assets, errors, openapi, refusals, streams
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.open(settings)
         runner: Runner | None = None
+        watcher: Watcher | None = None
         try:
             runtime.upgrade_store(audit.Actor("system", None, Source.WEB))
             _announce_first_admin(runtime)
@@ -106,8 +108,12 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(AdminError):
                 project = migrations.open_project(settings.alembic_config, settings.cache_dir)
                 migrations.renderer_for(project).keep_ready()
+                # The revision files are watched in the background: no request re-checks them.
+                watcher = watch(project)
             yield
         finally:
+            if watcher is not None:
+                await asyncio.to_thread(unwatch, watcher)
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
             migrations.close_renderers()

@@ -34,6 +34,11 @@ StateName = Literal[
 ]
 
 
+# The status carries the first pending revisions, not all of them: its size does not grow
+# with the number pending (the rest: ``pending_url``).
+PENDING_IN_STATUS = 50
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC) if moment is not None else None
 
@@ -79,7 +84,13 @@ class StatusOut(BaseModel):
     environment: str
     current: list[str] = Field(description="the database's revision(s); empty at base")
     heads: list[str]
-    pending: list[RevisionSummary] = Field(description="in the order an upgrade runs them")
+    pending: list[RevisionSummary] = Field(
+        description=f"the first {PENDING_IN_STATUS} pending, in the order an upgrade runs them"
+    )
+    pending_count: int = Field(description="how many revisions are pending in all")
+    pending_url: str = Field(
+        description="all of them, paginated: the history filtered to pending (newest first)"
+    )
     unknown: list[str] = Field(description="current revisions no file has")
     exit_code: int = Field(description="what `schema-admin status` exits with: 0, 3 or 1")
 
@@ -163,6 +174,7 @@ class HistoryOut(BaseModel):
 
     items: list[HistoryItem]
     query: str
+    state: Literal["applied", "pending"] | None = Field(description="the state filter, if any")
     page: int
     pages: int
     per_page: int
@@ -265,7 +277,9 @@ async def status(request: Request, user: CurrentUser, runtime: RuntimeDep) -> St
         environment=runtime.settings.environment.value,
         current=list(found.current),
         heads=list(found.heads),
-        pending=[RevisionSummary.of(rev) for rev in found.pending],
+        pending=[RevisionSummary.of(rev) for rev in found.pending[:PENDING_IN_STATUS]],
+        pending_count=len(found.pending),
+        pending_url="/api/v1/revisions?state=pending",
         unknown=list(found.unknown),
         exit_code=found.exit_code,
     )
@@ -278,11 +292,18 @@ def revisions(
     q: Annotated[str | None, Query(max_length=history.MAX_QUERY)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=history.MAX_PER_PAGE)] = history.PER_PAGE,
+    state: Annotated[Literal["applied", "pending"] | None, Query()] = None,
 ) -> HistoryOut:
-    """Revisions newest first, filtered by id prefix or message text (``q``)."""
+    """Revisions newest first, filtered by id prefix or message text (``q``) and by where
+    the database stands (``state``: ``pending`` is the rest of the status's pending list)."""
     project = _project(runtime)
     listing = history.history_page(
-        project, runtime.settings.database_url, query=q, page=page, per_page=per_page
+        project,
+        runtime.settings.database_url,
+        query=q,
+        page=page,
+        per_page=per_page,
+        state=state,
     )
     safety = for_revisions(runtime, project, [e.revision.id for e in listing.entries])
     return HistoryOut(
@@ -297,6 +318,7 @@ def revisions(
             for e in listing.entries
         ],
         query=listing.query,
+        state=listing.state,
         page=listing.page,
         pages=listing.pages,
         per_page=listing.per_page,

@@ -25,8 +25,8 @@ from admin.web.routes.backups import last_backup_view
 
 router = APIRouter(include_in_schema=False)
 
-# The pending list is cut here; the history page has them all.
-PENDING_SHOWN = 50
+# The pending list is cut here; the history filtered to pending has them all.
+PENDING_SHOWN = 10
 
 
 def last_migration(runtime: Runtime) -> JobView | None:
@@ -64,7 +64,9 @@ def _store_parts(
         # What "Apply…" leads to, rendered and analysed before anyone clicks.
         ANALYZER.prepare_apply(project, settings.database_url, settings.var_dir, status.current)
     parts.update(for_revisions(runtime, project, shown, wait=False))
-    parts["applied_changes"] = applied_changes(runtime, project)
+    # The status has just read where the target stands (unless it could not).
+    current = status.current if status.reachable and not status.unknown else None
+    parts["applied_changes"] = applied_changes(runtime, project, current)
     if whole:
         parts["recent_jobs"] = recent_views(runtime)
         parts["last_migration"] = last_migration(runtime)

@@ -21,6 +21,9 @@ QueryText = Annotated[
     str | None, Query(max_length=history.MAX_QUERY, description="id prefix or message text")
 ]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
+StateFilter = Annotated[
+    str | None, Query(max_length=20, description="applied or pending (where the database stands)")
+]
 
 
 @router.get("/revisions")
@@ -30,11 +33,13 @@ def revisions(
     runtime: RuntimeDep,
     q: QueryText = None,
     page: PageNumber = 1,
+    state: StateFilter = None,
 ) -> Response:
-    """Every revision newest first; htmx swaps only the table when the filter changes."""
+    """Every revision newest first; htmx swaps only the table when the filter changes;
+    ``state=pending`` (the dashboard's "more" link) or ``applied`` keeps one side."""
     settings = runtime.settings
     project = migrations.open_project(settings.alembic_config, settings.cache_dir)
-    listing = history.history_page(project, settings.database_url, query=q, page=page)
+    listing = history.history_page(project, settings.database_url, query=q, page=page, state=state)
     ids = [entry.revision.id for entry in listing.entries]
     context = {"history": listing, **for_revisions(runtime, project, ids, wait=False)}
     return render(request, "revisions.html", context, block="history_table")
