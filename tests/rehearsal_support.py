@@ -75,9 +75,13 @@ def rehearse(
 
 
 def drop_database(server_url: str, name: str) -> None:
+    execute_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def execute_autocommit(server_url: str, statement: str) -> None:
     engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(statement))
     finally:
         engine.dispose()

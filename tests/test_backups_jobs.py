@@ -396,7 +396,10 @@ def test_a_production_upgrade_whose_backup_fails_runs_no_sql(
     make_runtime: Callable[..., Runtime], pg_databases: Any, limited_role: Callable[[str], str]
 ) -> None:
     owner_url = pg_databases.create("gate")
-    rt = make_runtime(target=limited_role(owner_url), environment="production")
+    # Production requires a rehearsal by default; this test is about the backup gate.
+    rt = make_runtime(
+        target=limited_role(owner_url), environment="production", require_rehearsal=False
+    )
     assert rt.settings.backups_gate_migrations
     before = counts(owner_url)
 

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 from projects import Rev
-from rehearsal_support import databases, drop_database, execute, rehearse, state, upgrade
+from rehearsal_support import (
+    databases,
+    drop_database,
+    execute,
+    execute_autocommit,
+    rehearse,
+    state,
+    upgrade,
+)
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -18,7 +26,7 @@ from admin import audit, migrations
 from admin.config import Settings
 from admin.jobs import queue
 from admin.runtime import Runtime
-from admin.store.models import AuditEvent, Source
+from admin.store.models import AuditEvent, Rehearsal, Source
 
 BASE, RETYPE, FORGETFUL = "aa0000000001", "bb0000000002", "cc0000000003"
 PROJECT = [
@@ -233,3 +241,25 @@ def test_too_little_free_disk_refuses_the_rehearsal_before_any_copy(
     assert row.status == "failed" and "not enough free disk" in (row.error or "")
     assert row.scratch_database is None
     assert [p.name for p in tiny_disk.iterdir() if "rehearsal" in p.name] == []
+
+
+def test_a_killed_rehearsals_scratch_database_is_dropped_by_the_next_one(
+    make_runtime: Callable[..., Runtime], pg_server_url: str
+) -> None:
+    rt = seeded(make_runtime(PROJECT[:2]))
+    first, row = rehearse(rt)
+    # As a worker killed with SIGKILL leaves it: the row running, its database still there.
+    leftover = f"{row.scratch_database}_left"
+    execute_autocommit(pg_server_url, f'CREATE DATABASE "{leftover}"')
+    with rt.transaction() as session:
+        killed = session.get(Rehearsal, row.id)
+        assert killed is not None
+        killed.status, killed.scratch_database = "running", leftover
+    second, _ = rehearse(rt)
+    assert second.status == "succeeded", second.error
+    assert leftover not in databases(pg_server_url)
+    with rt.reads() as session:
+        cleaned = session.get(Rehearsal, row.id)
+        assert cleaned is not None
+        assert cleaned.status == "interrupted"
+        assert f"dropped by job {second.id}" in (cleaned.error or "")

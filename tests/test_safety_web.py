@@ -305,7 +305,12 @@ def test_an_edited_applied_file_is_flagged_and_blocks_production_until_acknowled
         ),
         "cccc33333333.py",
     )
-    with panel.open(database_url=target, alembic_config=ini, environment="production") as prod:
+    with panel.open(
+        database_url=target,
+        alembic_config=ini,
+        environment="production",
+        require_rehearsal=False,  # production's rehearsal rule: tests/test_rehearsal_web.py
+    ) as prod:
         operator, admin = prod["operator"], prod["admin"]
         token = csrf_token(operator)
         plan = fingerprint(Direction.UPGRADE, "head", ("bbbb22222222",), ini)

@@ -363,7 +363,8 @@ def test_downgrade_needs_the_target_typed_again(make_jobs: Callable[..., Jobs]) 
 
 
 def test_production_downgrade_needs_the_password(make_jobs: Callable[..., Jobs]) -> None:
-    jobs = make_jobs(environment="production", backup_before_migrate=False)
+    # (Production requires a rehearsal by default: tests/test_rehearsal_web.py covers it.)
+    jobs = make_jobs(environment="production", backup_before_migrate=False, require_rehearsal=False)
     operator = jobs.as_role("operator")
     # The preview's form asks for the password on every Apply in production: when sent
     # with an upgrade, it is checked too.

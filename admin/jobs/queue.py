@@ -220,6 +220,8 @@ def describe(job: Job) -> str:
     if job.kind == JobKind.RESTORE.value:
         where = "over the target" if options.get("mode") == "replace" else "into a new database"
         return f"restore of backup {options.get('backup_id', '?')} {where}"
+    if job.kind == JobKind.REHEARSAL.value:
+        return f"rehearsal of the upgrade to {job.target_revision or 'heads'} on a copy"
     return f"{job.kind} to {job.target_revision or 'heads'}"
 
 

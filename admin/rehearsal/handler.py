@@ -64,6 +64,7 @@ def run_rehearsal(ctx: Context) -> int:
         Message("rehearsal", f"rehearsal {rehearsal_id}", "info", {"rehearsal_id": rehearsal_id})
     )
     server = scratch.server_url(settings.database_url, settings.rehearsal_database_url)
+    _clean_abandoned(ctx, server)
     name = scratch.scratch_name(settings.database_url, job.id)
     copy: scratch.Scratch | None = None
     report: dict[str, Any] = {}
@@ -172,6 +173,23 @@ def _end(
             requester(ctx.job),
             revision=row.target_revision,
         )
+
+
+def _clean_abandoned(ctx: Context, server: str) -> None:
+    """Drop the scratch databases of earlier rehearsals whose worker was killed (a SIGKILL
+    leaves no chance to drop them), and mark those rehearsals interrupted."""
+    key = migrations.target_key(ctx.settings.database_url)
+    with ctx.runtime.transaction() as session:
+        for row in records.abandoned(session, key):
+            if row.scratch_database:
+                copy = scratch.scratch_for(server, row.scratch_database)
+                scratch.drop(copy, server, ctx.out.log)
+            row.status = "interrupted"
+            row.error = row.error or (
+                f"its job {row.job_id} ended without finishing it; the scratch database was "
+                f"dropped by job {ctx.job.id}"
+            )
+            row.finished_at = utcnow()
 
 
 def _backup(ctx: Context) -> Backup:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from admin.errors import NotFound
 from admin.runtime import Runtime
-from admin.store.models import Rehearsal, utcnow
+from admin.store.models import ACTIVE_JOB_STATUSES, Job, Rehearsal, utcnow
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -79,3 +79,15 @@ def update(rt: Runtime, rehearsal_id: int, **values: Any) -> None:
         row = get(session, rehearsal_id)
         for name, value in values.items():
             setattr(row, name, value)
+
+
+def abandoned(session: Session, target_key: str) -> list[Rehearsal]:
+    """Rehearsals of this target left running by a job that has ended (its worker killed):
+    their scratch databases were never dropped."""
+    active = select(Job.id).where(Job.status.in_(ACTIVE_JOB_STATUSES))
+    query = select(Rehearsal).where(
+        Rehearsal.target_key == target_key,
+        Rehearsal.status == "running",
+        Rehearsal.job_id.not_in(active),
+    )
+    return list(session.scalars(query))
