@@ -5,6 +5,7 @@ sessions queued behind the job are counted; CREATE INDEX CONCURRENTLY shows its 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -279,3 +280,50 @@ def test_create_index_concurrently_shows_its_phase_and_progress(
     assert job.status == "succeeded", job.error
     texts = [line.text for line in _lines(client, job_id)]
     assert any(t.startswith("CREATE INDEX CONCURRENTLY on big: ") for t in texts), texts
+
+
+DEADLOCK = [
+    Rev(
+        "aaa111",
+        None,
+        "two tables",
+        "op.execute('CREATE TABLE left_side (id int)')\n"
+        "op.execute('CREATE TABLE right_side (id int)')",
+        "op.execute('DROP TABLE left_side, right_side')",
+    ),
+    Rev(
+        "bbb222",
+        "aaa111",
+        "lock both",
+        "op.execute('LOCK TABLE left_side IN ACCESS EXCLUSIVE MODE')\n"
+        "op.execute('SELECT pg_sleep(3)')\n"
+        "op.execute('LOCK TABLE right_side IN ACCESS EXCLUSIVE MODE')",
+    ),
+]
+
+
+def test_a_deadlock_names_both_sides(make_app: Callable[..., TestClient]) -> None:
+    client = make_app(DEADLOCK, lock_timeout="0")
+    _first(client)
+    url = client.app.state.settings.database_url
+    # The other side waits longer before it checks: the job's backend finds the deadlock.
+    other = Holder(url, "SET deadlock_timeout = '30s'", "crm-worker")
+    try:
+        other.cursor.execute("LOCK TABLE right_side IN ACCESS EXCLUSIVE MODE")
+        job_id = _submit(client, "head")
+        _wait_for(
+            lambda: any("LOCK TABLE left_side" in line.text for line in _lines(client, job_id))
+        )
+        time.sleep(0.5)
+        with contextlib.suppress(psycopg2.Error):
+            other.cursor.execute("LOCK TABLE left_side IN ACCESS EXCLUSIVE MODE")
+        job = _ended(client, job_id)
+    finally:
+        other.close()
+    assert job.status == "failed"
+    error = job.error or ""
+    assert "[SQLSTATE 40P01] deadlock detected" in error, error
+    assert "ACCESS EXCLUSIVE on relation right_side" in error, error
+    assert "ACCESS EXCLUSIVE on relation left_side" in error, error
+    assert f"blocked by process {other.pid}" in error, error
+    assert "this job's statement: LOCK TABLE right_side" in error, error
