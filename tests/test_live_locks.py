@@ -327,3 +327,16 @@ def test_a_deadlock_names_both_sides(make_app: Callable[..., TestClient]) -> Non
     assert "ACCESS EXCLUSIVE on relation left_side" in error, error
     assert f"blocked by process {other.pid}" in error, error
     assert "this job's statement: LOCK TABLE right_side" in error, error
+
+
+def test_a_statement_timeout_names_the_statement_and_the_timeout(
+    make_app: Callable[..., TestClient],
+) -> None:
+    slow = [Rev("aaa111", None, "slow", "op.execute('SELECT pg_sleep(5)')")]
+    client = make_app(slow, statement_timeout="1s")
+    job = _ended(client, _submit(client, "head"))
+    assert job.status == "failed"
+    assert job.error == (
+        "[SQLSTATE 57014] statement timeout (statement_timeout 1s): the statement ran too "
+        "long: SELECT pg_sleep(5)"
+    ), job.error
