@@ -340,3 +340,31 @@ def test_a_statement_timeout_names_the_statement_and_the_timeout(
         "[SQLSTATE 57014] statement timeout (statement_timeout 1s): the statement ran too "
         "long: SELECT pg_sleep(5)"
     ), job.error
+
+
+def test_a_lock_timeout_in_an_autocommit_block_is_not_retried(
+    make_app: Callable[..., TestClient],
+) -> None:
+    revisions = [
+        REVISIONS[0],
+        Rev(
+            "bbb222",
+            "aaa111",
+            "outside a transaction",
+            "with op.get_context().autocommit_block():\n"
+            "        op.execute('CREATE TABLE side (id int)')\n"
+            "        op.execute('ALTER TABLE clients ADD COLUMN note text')",
+        ),
+    ]
+    client = make_app(revisions, lock_retry_pause=0.2)
+    _first(client)
+    holder = Holder(client.app.state.settings.database_url, "LOCK TABLE clients IN SHARE MODE")
+    try:
+        job = _ended(client, _submit(client, "head", lock_retries="3x1s"))
+    finally:
+        holder.close()
+    assert job.status == "failed"
+    assert "ACCESS EXCLUSIVE on clients" in (job.error or ""), job.error
+    texts = [line.text for line in _lines(client, job.id)]
+    assert not any(text.startswith("lock retry") for text in texts), texts
+    assert any("autocommit block" in t and "not retried" in t for t in texts), texts
