@@ -251,8 +251,11 @@ def measure(ctx: Context) -> Section:
             ),
         ]
         section.notes.append(
-            f"The job page of the 5,000-step job is {size / 1024:.0f} KiB of HTML (every line, "
-            "grouped per step, folded; the step table). While a live view changes, each viewer "
+            f"The job page of the 5,000-step job is {size / 1024:.0f} KiB of HTML: its first "
+            "lines and its last 500 grouped per step, the 24,000 between folded in ranges of "
+            "2,000 loaded when opened (`GET /jobs/{id}/lines`), the step table loaded when "
+            "opened (`GET /jobs/{id}/steps`); the whole log is one click away as text. "
+            "While a live view changes, each viewer "
             "fetches the status block at most once a second (PageEvents in "
             "admin/web/livelog.py): 1 viewer costs one fetch a second, 100 viewers up to 100, "
             "whose server time is the last row (one core's ms per second, in-process, SQLite "

@@ -5,6 +5,7 @@ sessions queued behind the job are counted; CREATE INDEX CONCURRENTLY shows its 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -279,3 +280,91 @@ def test_create_index_concurrently_shows_its_phase_and_progress(
     assert job.status == "succeeded", job.error
     texts = [line.text for line in _lines(client, job_id)]
     assert any(t.startswith("CREATE INDEX CONCURRENTLY on big: ") for t in texts), texts
+
+
+DEADLOCK = [
+    Rev(
+        "aaa111",
+        None,
+        "two tables",
+        "op.execute('CREATE TABLE left_side (id int)')\n"
+        "op.execute('CREATE TABLE right_side (id int)')",
+        "op.execute('DROP TABLE left_side, right_side')",
+    ),
+    Rev(
+        "bbb222",
+        "aaa111",
+        "lock both",
+        "op.execute('LOCK TABLE left_side IN ACCESS EXCLUSIVE MODE')\n"
+        "op.execute('SELECT pg_sleep(3)')\n"
+        "op.execute('LOCK TABLE right_side IN ACCESS EXCLUSIVE MODE')",
+    ),
+]
+
+
+def test_a_deadlock_names_both_sides(make_app: Callable[..., TestClient]) -> None:
+    client = make_app(DEADLOCK, lock_timeout="0")
+    _first(client)
+    url = client.app.state.settings.database_url
+    # The other side waits longer before it checks: the job's backend finds the deadlock.
+    other = Holder(url, "SET deadlock_timeout = '30s'", "crm-worker")
+    try:
+        other.cursor.execute("LOCK TABLE right_side IN ACCESS EXCLUSIVE MODE")
+        job_id = _submit(client, "head")
+        _wait_for(
+            lambda: any("LOCK TABLE left_side" in line.text for line in _lines(client, job_id))
+        )
+        time.sleep(0.5)
+        with contextlib.suppress(psycopg2.Error):
+            other.cursor.execute("LOCK TABLE left_side IN ACCESS EXCLUSIVE MODE")
+        job = _ended(client, job_id)
+    finally:
+        other.close()
+    assert job.status == "failed"
+    error = job.error or ""
+    assert "[SQLSTATE 40P01] deadlock detected" in error, error
+    assert "ACCESS EXCLUSIVE on relation right_side" in error, error
+    assert "ACCESS EXCLUSIVE on relation left_side" in error, error
+    assert f"blocked by process {other.pid}" in error, error
+    assert "this job's statement: LOCK TABLE right_side" in error, error
+
+
+def test_a_statement_timeout_names_the_statement_and_the_timeout(
+    make_app: Callable[..., TestClient],
+) -> None:
+    slow = [Rev("aaa111", None, "slow", "op.execute('SELECT pg_sleep(5)')")]
+    client = make_app(slow, statement_timeout="1s")
+    job = _ended(client, _submit(client, "head"))
+    assert job.status == "failed"
+    assert job.error == (
+        "[SQLSTATE 57014] statement timeout (statement_timeout 1s): the statement ran too "
+        "long: SELECT pg_sleep(5)"
+    ), job.error
+
+
+def test_a_lock_timeout_in_an_autocommit_block_is_not_retried(
+    make_app: Callable[..., TestClient],
+) -> None:
+    revisions = [
+        REVISIONS[0],
+        Rev(
+            "bbb222",
+            "aaa111",
+            "outside a transaction",
+            "with op.get_context().autocommit_block():\n"
+            "        op.execute('CREATE TABLE side (id int)')\n"
+            "        op.execute('ALTER TABLE clients ADD COLUMN note text')",
+        ),
+    ]
+    client = make_app(revisions, lock_retry_pause=0.2)
+    _first(client)
+    holder = Holder(client.app.state.settings.database_url, "LOCK TABLE clients IN SHARE MODE")
+    try:
+        job = _ended(client, _submit(client, "head", lock_retries="3x1s"))
+    finally:
+        holder.close()
+    assert job.status == "failed"
+    assert "ACCESS EXCLUSIVE on clients" in (job.error or ""), job.error
+    texts = [line.text for line in _lines(client, job.id)]
+    assert not any(text.startswith("lock retry") for text in texts), texts
+    assert any("autocommit block" in t and "not retried" in t for t in texts), texts

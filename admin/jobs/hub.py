@@ -112,6 +112,8 @@ class _Channel:
     known: int
     status: str | None
     live_version: int = 0
+    # Its lines are published by a supervisor in this process (no notification needed).
+    local: bool = False
     subscribers: int = 0
     buffer: deque[Published] = field(default_factory=lambda: deque(maxlen=BUFFER))
     buffered_bytes: int = 0
@@ -176,7 +178,7 @@ class LogHub:
 
     def _poke(self, job_id: int, last_seq: int) -> None:
         channel = self._channels.get(job_id)
-        if channel is not None and last_seq > channel.known:
+        if channel is not None and not channel.local and last_seq > channel.known:
             channel.poll_now.set()
 
     @property
@@ -203,7 +205,13 @@ class LogHub:
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
-            loop.call_soon_threadsafe(self._ingest, job_id, list(lines), status)
+            loop.call_soon_threadsafe(self._published, job_id, list(lines), status)
+
+    def _published(self, job_id: int, lines: list[Published], status: str | None) -> None:
+        channel = self._channels.get(job_id)
+        if channel is not None:
+            channel.local = True
+        self._ingest(job_id, lines, status)
 
     def _ingest(self, job_id: int, lines: list[Published], status: str | None) -> None:
         channel = self._channels.get(job_id)

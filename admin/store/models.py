@@ -241,10 +241,12 @@ class Job(Base):
     live: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     live_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # One entry per step: step, revision, label, duration, rows affected, lock wait.
-    step_stats: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Deferred: a long job's table is large, and the status block (fetched every second by
+    # each viewer) does not need it.
+    step_stats: Mapped[list[Any] | None] = mapped_column(JSON, deferred=True)
     # The job's figures for /metrics (admin.live.figures): step durations and lock waits as
     # histogram counts, lock retries; written at its end.
-    step_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    step_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
 
     @property
     def status_enum(self) -> JobStatus:

@@ -124,11 +124,12 @@ class JobOut(BaseModel):
     )
     steps: list[StepOut] = Field(
         default_factory=list,
-        description="The step table: step, revision, duration, rows affected, lock wait.",
+        description="The step table: step, revision, duration, rows affected, lock wait "
+        "(in a job's own answer; empty in lists).",
     )
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job, *, with_steps: bool = True) -> JobOut:
         end = job.finished_at
         duration = (end - job.started_at).total_seconds() if end and job.started_at else None
         return cls(
@@ -158,7 +159,7 @@ class JobOut(BaseModel):
             backup_id=job.backup_id,
             url=f"/jobs/{job.id}",
             live=job.live if JobStatus(job.status).active else None,
-            steps=[StepOut.of(row) for row in job.step_stats or []],
+            steps=[StepOut.of(row) for row in job.step_stats or []] if with_steps else [],
         )
 
 
@@ -239,7 +240,7 @@ def create_job(
     )
     job = job_requests.submit(runtime, runner, user, actor, asked)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    return JobOut.of(job)
+    return JobOut.of(job, with_steps=False)  # a new job has no steps yet
 
 
 @router.get("", response_model=JobPage, summary="List jobs")
@@ -263,7 +264,8 @@ def list_jobs(
         limit=limit + 1,
     )
     next_before = jobs[limit - 1].id if len(jobs) > limit else None
-    return JobPage(jobs=[JobOut.of(job) for job in jobs[:limit]], next_before=next_before)
+    listed = [JobOut.of(job, with_steps=False) for job in jobs[:limit]]
+    return JobPage(jobs=listed, next_before=next_before)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job")
