@@ -159,6 +159,8 @@ def test_operator_gets_the_apply_form_with_the_plans_fingerprint(pg: Apps, pg_ur
         # backup first, ticked by default (tests/test_safety_web.py).
         "confirm_destructive": None,
         "backup_first": "yes",
+        # Empty: the job takes LOCK_RETRIES (tests/test_live_locks.py).
+        "lock_retries": None,
     }
     assert soup.select_one("#apply-form input[type=password]") is None
     assert form.select_one("button[type=submit]").text == "Apply upgrade"
@@ -204,7 +206,7 @@ def test_the_apply_form_as_built_is_accepted_by_post_jobs(
     with panel.open(database_url=url, alembic_config=ini) as apps:
         operator = apps["operator"]
         soup = page_soup(operator.get("/preview", params={"target": "head"}))
-        fields = {i["name"]: i["value"] for i in soup.select("form#apply-form input")}
+        fields = {i["name"]: i.get("value", "") for i in soup.select("form#apply-form input")}
         assert fields["plan_fingerprint"] == soup.select_one("#plan-fingerprint").text
         answer = operator.post("/jobs", data=fields, follow_redirects=False)
         assert answer.status_code == 303, answer.text
