@@ -28,7 +28,7 @@ def _graph(
             branch_labels=labels,
             dependencies=deps,
             create_date=None,
-            path=Path(f"{rid}.py"),
+            file=f"{rid}.py",
             docstring="",
             sha256="",
             is_head=False,

@@ -61,7 +61,7 @@ class CatalogError(AdminError):
     title = "Revision files unreadable"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One revision file and what it declares."""
 

@@ -38,13 +38,18 @@ class Revision:
     branch_labels: tuple[str, ...]
     dependencies: tuple[str, ...]
     create_date: datetime | None
-    path: Path
+    file: str
     docstring: str
     sha256: str
     is_head: bool
     is_base: bool
     is_branch_point: bool
     is_merge_point: bool
+
+    @property
+    def path(self) -> Path:
+        """The revision's file (kept as text: a Path object per revision weighs more)."""
+        return Path(self.file)
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ def _revision(entry: Entry, derived: dict[str, Any]) -> Revision:
         branch_labels=tuple(derived["branch_labels"]),
         dependencies=tuple(derived["dependencies"]),
         create_date=create_date(docstring),
-        path=Path(entry.path),
+        file=entry.path,
         docstring=docstring,
         sha256=entry.sha256,
         is_head=bool(flags & _HEAD),

@@ -63,7 +63,6 @@ class Project:
         # background: requests then take what is loaded without checking anything.
         self.watched = False
         self._entries: dict[str, catalog.Entry] = {}
-        self._kept: dict[str, Any] | None = None
         self._files_stamp: tuple[tuple[str, int, int], ...] = ()
         self._folders_stamp: tuple[tuple[str, int], ...] = ()
         self._checked_at = 0.0
@@ -123,10 +122,10 @@ class Project:
         return tuple((str(path), stat.st_size, stat.st_mtime_ns) for path, stat in files)
 
     def _load(self, files: list[tuple[Path, os.stat_result]]) -> None:
+        # After the first load only the entries are kept: what was derived of them is
+        # derived again (the graph of a plain history costs one pass; memory matters more).
         cached = (
-            catalog.Cached(self._entries, self._kept)
-            if self._entries
-            else catalog.load_cache(self.cache_file)
+            catalog.Cached(self._entries) if self._entries else catalog.load_cache(self.cache_file)
         )
         try:
             entries, read = catalog.scan(files, cached.entries)
@@ -164,7 +163,6 @@ class Project:
             if read:
                 catalog.save_cache(self.cache_file, entries, kept)
         self._loaded = (built, script)
-        self._kept = kept
         self._files_stamp = self._files_stamp_of(files)
         self._entries = {entry.path: entry for entry in entries}
 
