@@ -209,6 +209,17 @@ def from_script(script: ScriptDirectory, entries: Sequence[Entry]) -> tuple[Grap
     derived = {s.revision: _derived(s) for s in scripts}
     order = [s.revision for s in scripts]
     heads, bases = list(script.get_heads()), list(script.get_bases())
+    return _with_kept(order, derived, entries, heads, bases)
+
+
+def _with_kept(
+    order: list[str],
+    derived: dict[str, Any],
+    entries: Sequence[Entry],
+    heads: list[str],
+    bases: list[str],
+) -> tuple[Graph, dict[str, Any]]:
+    """The graph, and what ``from_cache`` needs to build it again without Alembic."""
     fingerprint = content_fingerprint(entries)
     kept = {
         "fingerprint": fingerprint,
@@ -256,15 +267,7 @@ def from_entries(entries: Sequence[Entry]) -> tuple[Graph, dict[str, Any]] | Non
         }
         for rid in order
     }
-    fingerprint = content_fingerprint(entries)
-    kept = {
-        "fingerprint": fingerprint,
-        "order": order,
-        "heads": heads,
-        "bases": bases,
-        "derived": derived,
-    }
-    return _build(order, derived, entries, heads, bases, fingerprint), kept
+    return _with_kept(order, derived, entries, heads, bases)
 
 
 def from_cache(kept: dict[str, Any] | None, entries: Sequence[Entry]) -> Graph | None:
