@@ -72,6 +72,39 @@ def test_a_hanging_rendering_falls_back_on_the_files_within_the_patience(
     assert not again["c1c1c1c1c1c1"].provisional
 
 
+def test_a_list_polled_while_its_revisions_are_analysed_waits_only_the_first_time(
+    alembic_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    project = migrations.open_project(alembic_project([BASE, DROP, SLOW]))
+    ids = ["b1b1b1b1b1b1", "c1c1c1c1c1c1"]
+    first = analysis.analyze(
+        project, PG_OFFLINE, ids, var_dir=tmp_path, patience=2, patience_again=False
+    )
+    assert first["c1c1c1c1c1c1"].provisional
+    # A poll while the slow revision is still being analysed: a patience it would outlast
+    # (its rendering sleeps 2 x 15 s) is not waited again, the files answer.
+    poll = analysis.analyze(
+        project, PG_OFFLINE, ids, var_dir=tmp_path, patience=120, patience_again=False
+    )
+    assert poll["c1c1c1c1c1c1"].provisional and ANALYZER.busy()
+    # A submission (patience_again, the default) waits again and gets the full analysis.
+    submitted = analysis.analyze(project, PG_OFFLINE, ids, var_dir=tmp_path, patience=120)
+    assert not submitted["c1c1c1c1c1c1"].provisional
+    # Once the analyser is idle, the next first request waits again (a cache of its own,
+    # so the revision must be analysed anew).
+    _idle()
+    forget()
+    again = analysis.analyze(
+        project,
+        PG_OFFLINE,
+        ["b1b1b1b1b1b1"],
+        var_dir=tmp_path / "other",
+        patience=30,
+        patience_again=False,
+    )
+    assert not again["b1b1b1b1b1b1"].provisional
+
+
 def test_the_apply_plan_is_rendered_and_analysed_before_anyone_clicks(
     alembic_project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,16 +42,24 @@ class Analyzer:
         self._prepared: OrderedDict[tuple[Path, str, Path | None, tuple[str, ...]], str] = (
             OrderedDict()
         )
+        # What was asked for since the thread last found nothing to do.
+        self._asked: dict[tuple[Path, str, Path | None], set[str]] = {}
         self._thread: threading.Thread | None = None
         # Taken from the queues and not finished yet.
         self._in_flight = False
 
-    def request(self, project: Project, url: str, var_dir: Path | None, ids: list[str]) -> None:
+    def request(self, project: Project, url: str, var_dir: Path | None, ids: list[str]) -> bool:
+        """Queue ``ids``; True when some of them were not asked for since the analyser was
+        last idle."""
         key = (project.config_path, url, var_dir)
         with self._lock:
             self._projects[project.config_path] = project
             self._wanted.setdefault(key, {}).update(dict.fromkeys(ids))
+            asked = self._asked.setdefault(key, set())
+            new = not asked.issuperset(ids)
+            asked.update(ids)
             self._start()
+            return new
 
     def prepare_apply(
         self, project: Project, url: str, var_dir: Path | None, current: tuple[str, ...]
@@ -87,6 +95,7 @@ class Analyzer:
     def _take(self) -> tuple[Project, str, Path | None, list[str]] | None:
         with self._lock:
             if not self._wanted:
+                self._asked.clear()
                 return None
             key, ids = next(iter(self._wanted.items()))
             batch = list(ids)[:BATCH]

@@ -153,13 +153,16 @@ def analyze(
     rendered: Mapping[Direction, Mapping[str, Rendered]] | None = None,
     wait: bool = True,
     patience: float | None = None,
+    patience_again: bool = True,
 ) -> dict[str, RevisionRisk]:
     """Both directions of each revision (unknown ids are left out); ``rendered`` hands in
     SQL already rendered (a preview's plan), so it is not rendered again. Without ``wait``,
     what is not analysed yet comes from the file alone (``provisional``) and is analysed in
     the background (``admin.analysis.background``); with ``patience``, the background
     analysis is waited for that many seconds first (a request that must not hang on a
-    revision whose rendering does not end)."""
+    revision whose rendering does not end); without ``patience_again``, only by the first
+    request for them since the background was last idle (a list polled every second while a
+    long plan is analysed does not wait on every poll)."""
     graph = project.graph()
     revisions = [graph.by_id[r] for r in dict.fromkeys(revision_ids) if r in graph.by_id]
     dialect = dialect_of(url)
@@ -179,7 +182,7 @@ def analyze(
     missing = [rev for rev in revisions if unknown(rev)]
     provisional: dict[str, RevisionRisk] = {}
     if missing and patience is not None:
-        known.update(_waited(project, url, var_dir, missing, keys, cache, patience))
+        known.update(_waited(project, url, var_dir, missing, keys, cache, patience, patience_again))
         missing = [rev for rev in missing if unknown(rev)]
     elif missing and not wait:
         from admin.analysis.background import ANALYZER
@@ -220,13 +223,15 @@ def _waited(
     keys: dict[tuple[str, Direction], str],
     cache: Cache,
     patience: float,
+    again: bool,
 ) -> dict[str, object]:
-    """What the background analysis of ``revisions`` finds within ``patience`` seconds."""
+    """What the background analysis of ``revisions`` finds within ``patience`` seconds
+    (none: when not ``again`` and they were all asked for already)."""
     from admin.analysis.background import ANALYZER
 
-    ANALYZER.request(project, url, var_dir, [rev.id for rev in revisions])
+    new = ANALYZER.request(project, url, var_dir, [rev.id for rev in revisions])
     wanted = [keys[(rev.id, d)] for rev in revisions for d in Direction]
-    deadline = time.monotonic() + patience
+    deadline = time.monotonic() + (patience if new or again else 0.0)
     found = cache.get_many(wanted)
     while len(found) < len(wanted) and time.monotonic() < deadline:
         time.sleep(0.05)

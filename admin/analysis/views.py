@@ -12,7 +12,8 @@ from admin.migrations import Direction, Project, read_current
 from admin.runtime import Runtime
 
 # How long a list waits for the background analysis before showing what the files alone
-# tell (a small project is analysed within it; a large one is not held up).
+# tell (a small project is analysed within it; a large one is not held up). Only the first
+# request for revisions waits: the page's polls while they are analysed do not.
 LIST_PATIENCE = 1.5
 
 
@@ -30,6 +31,7 @@ def for_revisions(
         var_dir=settings.var_dir,
         wait=wait,
         patience=None if wait else LIST_PATIENCE,
+        patience_again=False,
     )
     with runtime.reads() as session:
         drift = applied.drift(session, settings, project, ids)
