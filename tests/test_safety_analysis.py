@@ -147,3 +147,56 @@ def test_statements_keep_their_lines_and_mark_the_bookkeeping() -> None:
         (10, True),
         (12, False),
     ]
+
+
+def test_the_span_of_revisions_is_what_lies_between_them(
+    alembic_project: Callable[..., Path],
+) -> None:
+    from projects import BRANCHED
+
+    from admin.analysis.rendering import span
+
+    graph = migrations.open_project(alembic_project(BRANCHED)).graph()
+    # a1 -> b2 -> (c3 | c4) -> m5 -> d6
+    assert span(graph, ["c3c3c3c3c3c3", "d6d6d6d6d6d6"]) == (("d6d6d6d6d6d6",), ("c4c4c4c4c4c4",))
+    assert span(graph, ["b2b2b2b2b2b2", "c3c3c3c3c3c3"]) == (("c3c3c3c3c3c3",), ("a1a1a1a1a1a1",))
+    assert span(graph, ["a1a1a1a1a1a1", "b2b2b2b2b2b2"]) == (("b2b2b2b2b2b2",), ())
+    # Two tops: no single plan holds them (the caller renders the whole history).
+    assert span(graph, ["c3c3c3c3c3c3", "c4c4c4c4c4c4"])[0] == ("c3c3c3c3c3c3", "c4c4c4c4c4c4")
+
+
+def test_many_revisions_render_as_one_plan_over_their_span_only(
+    alembic_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projects import Rev
+
+    from admin.analysis.rendering import ONE_BY_ONE, rendered_steps
+
+    count = 3 * ONE_BY_ONE
+    line = [
+        Rev(
+            f"r{i:04d}",
+            f"r{i - 1:04d}" if i else None,
+            f"table {i}",
+            f"op.create_table('t{i}', sa.Column('id', sa.Integer, primary_key=True))",
+            f"op.drop_table('t{i}')",
+        )
+        for i in range(count)
+    ]
+    project = migrations.open_project(alembic_project(line))
+    rendered: list[migrations.Plan] = []
+    render = migrations.render
+
+    def recorded(*args: object) -> migrations.SqlScript:
+        rendered.append(args[1])  # type: ignore[arg-type]
+        return render(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(migrations, "render", recorded)
+    wanted = [f"r{i:04d}" for i in range(ONE_BY_ONE, 2 * ONE_BY_ONE + 1)]
+    for direction in Direction:
+        found = rendered_steps(project, wanted, PG_OFFLINE, direction)
+        assert sorted(found) == wanted
+        assert all(step.sql and step.error is None for step in found.values())
+        # One plan, over the revisions asked for and nothing around them.
+        assert sorted(rendered.pop().revision_ids) == wanted and not rendered
+        assert f"t{ONE_BY_ONE}" in found[wanted[0]].sql  # type: ignore[operator]

@@ -3,9 +3,11 @@ prepared before anyone clicks (real Alembic projects, rendered in real child pro
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from projects import Rev
@@ -15,6 +17,7 @@ from admin import analysis, migrations
 from admin.analysis.background import ANALYZER
 from admin.analysis.risk import forget
 from admin.migrations import Direction, sql
+from admin.migrations.renderer import RenderStopped
 
 DROP = Rev(
     "b1b1b1b1b1b1",
@@ -31,13 +34,14 @@ BASE = Rev(
     " sa.Column('notes', sa.Text()))",
     "op.drop_table('t')",
 )
-# Its offline rendering takes longer than the patience: it sleeps in upgrade() and downgrade().
+# Its offline rendering takes longer than the patience (2 s in these tests): it sleeps in
+# upgrade() and downgrade().
 SLOW = Rev(
     "c1c1c1c1c1c1",
     "b1b1b1b1b1b1",
     "slow to render",
-    "import time\ntime.sleep(15)\nop.drop_column('t', 'id')",
-    "import time\ntime.sleep(15)",
+    "import time\ntime.sleep(6)\nop.drop_column('t', 'id')",
+    "import time\ntime.sleep(6)",
 )
 
 
@@ -82,7 +86,7 @@ def test_a_list_polled_while_its_revisions_are_analysed_waits_only_the_first_tim
     )
     assert first["c1c1c1c1c1c1"].provisional
     # A poll while the slow revision is still being analysed: a patience it would outlast
-    # (its rendering sleeps 2 x 15 s) is not waited again, the files answer.
+    # (its rendering sleeps 2 x 6 s) is not waited again, the files answer.
     poll = analysis.analyze(
         project, PG_OFFLINE, ids, var_dir=tmp_path, patience=120, patience_again=False
     )
@@ -127,3 +131,74 @@ def test_the_apply_plan_is_rendered_and_analysed_before_anyone_clicks(
     # Asked again while nothing changed: nothing is queued.
     ANALYZER.prepare_apply(project, url, tmp_path / "var", ())
     assert not ANALYZER.busy()
+
+
+def _render_children(config: Path) -> list[int]:
+    """Pids of live render children (``admin.migrations.offline``) for the project ``config``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        ours = b"admin.migrations.offline" in command and str(config).encode() in command
+        if ours and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_closing_a_renderer_stops_the_render_under_way(
+    alembic_project: Callable[..., Path],
+) -> None:
+    config = alembic_project([BASE, DROP, SLOW])
+    project = migrations.open_project(config)
+    plan = migrations.make_plan(project, Direction.UPGRADE, "head", ())
+    outcome: list[BaseException | None] = []
+
+    def render() -> None:
+        try:
+            migrations.render(project, plan, PG_OFFLINE, "postgresql")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not _render_children(config):
+        assert time.monotonic() < deadline, "no render child started"
+        time.sleep(0.05)
+    sql.close_renderers(project.config_path)
+    # The render sleeps 6 s in its last step: the caller learns at once that it stopped.
+    thread.join(4)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], RenderStopped), outcome
+    assert "shutting down" in str(outcome[0])
+    assert _render_children(config) == []
+
+
+def test_a_stopping_panel_stops_its_background_analysis(
+    alembic_project: Callable[..., Path], make_settings: Callable[..., Any]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from admin.web.app import create_app
+
+    config = alembic_project([BASE, DROP, SLOW])
+    settings = make_settings(alembic_config=config)
+    with TestClient(create_app(settings)) as client:
+        # What the dashboard asks for: its Apply plan prepared (base -> head, through the
+        # slow revision), as the PostgreSQL target it would be.
+        client.app.state.runtime  # noqa: B018 - the lifespan has run
+        project = migrations.open_project(config, settings.cache_dir)
+        ANALYZER.prepare_apply(project, PG_OFFLINE, settings.var_dir, ())
+        deadline = time.monotonic() + 30
+        while not _render_children(config):
+            assert time.monotonic() < deadline, "the Apply plan was not being rendered"
+            time.sleep(0.05)
+    # The panel has stopped: no render child of its project is left, the analyser is idle.
+    assert _render_children(config) == []
+    _idle(10)

@@ -18,9 +18,11 @@ import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from admin.errors import AdminError
 from admin.migrations import Direction, Project
+from admin.migrations.renderer import RenderStopped
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,21 @@ class Analyzer:
             self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
             self._thread.start()
 
+    def forget(self, config_path: Path) -> None:
+        """Drop what was asked for a project (its panel stops); what runs now ends with its
+        render children, which the panel stops (``migrations.close_renderers``)."""
+        with self._lock:
+            queues: tuple[dict[Any, Any], ...] = (
+                self._wanted,
+                self._plans,
+                self._prepared,
+                self._asked,
+            )
+            for queue in queues:
+                for key in [k for k in queue if k[0] == config_path]:
+                    del queue[key]
+            self._projects.pop(config_path, None)
+
     def busy(self) -> bool:
         with self._lock:
             return bool(self._wanted or self._plans or self._in_flight)
@@ -119,6 +136,8 @@ class Analyzer:
                 project, url, var_dir, ids = work
                 try:
                     analyze(project, url, ids, var_dir=var_dir)
+                except RenderStopped:  # the panel stops
+                    continue
                 except AdminError as exc:  # the next page asks again
                     log.warning("background analysis of %d revisions failed: %s", len(ids), exc)
             finally:
@@ -140,6 +159,8 @@ class Analyzer:
                 script = migrations.render(project, plan, url, dialect_of(url))
                 given = {Direction.UPGRADE: from_script(script)}
                 analyze(project, url, plan.revision_ids, var_dir=var_dir, rendered=given)
+        except RenderStopped:  # the panel stops: not prepared
+            return
         except AdminError as exc:  # several heads, an unknown revision: the preview says
             log.info("the Apply plan was not prepared: %s", exc)
         with self._lock:

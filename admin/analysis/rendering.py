@@ -2,8 +2,12 @@
 
 ``rendered_steps`` gives the SQL of each revision's step in one direction, or why it cannot
 be rendered offline. A few revisions are rendered as one-step plans, together in one child
-process (``migrations.render_many``); many are rendered as one plan over the whole history,
-which runs env.py once instead of once per revision. The engine keeps what it rendered per
+process (``migrations.render_many``); many are rendered as one plan over the part of the
+history that holds them (from below the lowest to the highest: a page of the history, the
+pending revisions), which runs env.py once instead of once per revision. Alembic's offline
+run costs more per step the longer the plan (each step walks its ancestors), so the plan
+is never longer than the revisions asked for need: a page of 100 at 5,000 revisions renders
+100 steps, not 5,000. The engine keeps what it rendered per
 plan, so a preview shown again (and the analysis of its steps) is not rendered again.
 """
 
@@ -15,9 +19,10 @@ from dataclasses import dataclass
 from admin import migrations
 from admin.errors import AdminError
 from admin.history import dialect_of, one_step_plan
-from admin.migrations import Direction, Project, SqlScript
+from admin.migrations import Direction, Graph, Plan, Project, SqlScript
+from admin.migrations.renderer import RenderStopped
 
-# Past this many revisions to render, one pass over the whole history is cheaper.
+# Past this many revisions to render, one pass over their span is cheaper.
 ONE_BY_ONE = 24
 
 
@@ -39,12 +44,52 @@ def from_script(script: SqlScript) -> dict[str, Rendered]:
     return found
 
 
-def _whole_history(project: Project, url: str, direction: Direction) -> dict[str, Rendered]:
+def span(graph: Graph, wanted: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The smallest run that holds ``wanted``: (its tops, what lies below it). Upgrading
+    from the second to the first runs ``wanted`` and the revisions between them, nothing
+    else: the ancestors of the tops that are not below every revision asked for."""
+    asked = {rid for rid in wanted if rid in graph.by_id}
+    covering = graph.ancestors(sorted(asked))
+
+    def parents(rid: str) -> tuple[str, ...]:
+        rev = graph.by_id[rid]
+        return tuple(p for p in (*rev.down_revisions, *rev.dependencies) if p in graph.by_id)
+
+    inside: set[str] = set()
+    # Oldest first (the graph lists newest first): a revision is inside when it was asked
+    # for or stands on one that is.
+    for rev in reversed(graph.revisions):
+        if rev.id in covering and (rev.id in asked or any(p in inside for p in parents(rev.id))):
+            inside.add(rev.id)
+    below = covering - inside
+    under_inside = {p for rid in inside for p in parents(rid)}
+    under_below = {p for rid in below for p in parents(rid)}
+    tops = tuple(sorted(rid for rid in inside if rid not in under_inside))
+    floor = tuple(sorted(rid for rid in below if rid not in under_below))
+    return tops, floor
+
+
+def _spanning_plan(project: Project, wanted: list[str], direction: Direction) -> Plan:
+    """One plan whose steps are the span of ``wanted`` (the whole history when the span has
+    several tops or several revisions below it: Alembic's commands take one target)."""
     graph = project.graph()
+    tops, floor = span(graph, wanted)
+    if len(tops) == 1 and len(floor) <= 1:
+        if direction is Direction.UPGRADE:
+            plan = migrations.make_plan(project, direction, tops[0], floor)
+        else:
+            plan = migrations.make_plan(project, direction, floor[0] if floor else "base", tops)
+        if set(wanted) <= set(plan.revision_ids):
+            return plan
     if direction is Direction.UPGRADE:
-        plan = migrations.make_plan(project, direction, "heads", ())
-    else:
-        plan = migrations.make_plan(project, direction, "base", graph.heads)
+        return migrations.make_plan(project, direction, "heads", ())
+    return migrations.make_plan(project, direction, "base", graph.heads)
+
+
+def _together(
+    project: Project, wanted: list[str], url: str, direction: Direction
+) -> dict[str, Rendered]:
+    plan = _spanning_plan(project, wanted, direction)
     return from_script(migrations.render(project, plan, url, dialect_of(url)))
 
 
@@ -56,7 +101,9 @@ def rendered_steps(
     found: dict[str, Rendered] = {}
     if len(wanted) > ONE_BY_ONE:
         try:
-            found = _whole_history(project, url, direction)
+            found = _together(project, wanted, url, direction)
+        except RenderStopped:
+            raise
         except AdminError:
             found = {}
     graph = project.graph()

@@ -33,6 +33,11 @@ class RenderFailed(MigrationError):
     title = "SQL could not be rendered"
 
 
+class RenderStopped(RenderFailed):
+    """The render's child was stopped by ``Renderer.close`` (the panel shutting down): no
+    one waits for its answer, and nothing is rendered in its place."""
+
+
 class _Child:
     """One render process, its request pipe (stdin) and its answer pipe."""
 
@@ -69,6 +74,7 @@ class _Child:
         finally:
             os.close(write_end)
         self.answer = os.fdopen(read_end, "r", encoding="utf-8")
+        self.stopped = False
         self.stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
@@ -104,6 +110,8 @@ class _Child:
             answer = json.loads(box[0]) if box and box[0] else None
         except ValueError:
             answer = None
+        if self.stopped:
+            raise RenderStopped("the SQL renderer was stopped: the panel is shutting down")
         if not isinstance(answer, dict):
             last = self.stderr[-1] if self.stderr else f"exit code {self.proc.returncode}"
             raise RenderFailed(f"the SQL renderer stopped without an answer: {last}")
@@ -132,6 +140,8 @@ class Renderer:
         self.config_path = config_path
         self.cache_dir = cache_dir
         self._spare: _Child | None = None
+        # Children answering a request now (stopped with the renderer).
+        self._busy: set[_Child] = set()
         self._keep = False
         self._starting = False
         self._lock = threading.Lock()
@@ -144,11 +154,19 @@ class Renderer:
             self._keep = True
 
     def close(self) -> None:
+        """Stop the spare child and every render under way (their callers get
+        RenderStopped): a panel that stops leaves no child rendering behind it."""
         with self._lock:
             self._keep = False
             spare, self._spare = self._spare, None
+            busy = list(self._busy)
+            for child in busy:
+                child.stopped = True
         if spare is not None:
             spare.kill()
+        for child in busy:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
 
     def _prepare(self) -> None:
         with self._lock:
@@ -182,4 +200,10 @@ class Renderer:
             child = self._take()
             if self._keep:
                 threading.Thread(target=self._prepare, name="renderer-spare", daemon=True).start()
-            return child.ask(payload, timeout)
+            with self._lock:
+                self._busy.add(child)
+            try:
+                return child.ask(payload, timeout)
+            finally:
+                with self._lock:
+                    self._busy.discard(child)

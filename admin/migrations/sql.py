@@ -82,10 +82,11 @@ def forget_rendered() -> None:
         _cache_chars = 0
 
 
-def close_renderers() -> None:
+def close_renderers(config_path: Path | None = None) -> None:
+    """Stop the render children of one project (by its config file), or of every one."""
     with _cache_lock:
-        renderers = list(_renderers.values())
-        _renderers.clear()
+        paths = [p for p in _renderers if config_path is None or p == config_path]
+        renderers = [_renderers.pop(p) for p in paths]
     for renderer in renderers:
         renderer.close()
 

@@ -14,11 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp
 
 from admin import __version__, audit, logs, migrations
+from admin.analysis.background import ANALYZER
 from admin.auth import users
 from admin.backups import actions as backup_actions
 from admin.config import Settings
 from admin.errors import AdminError, Conflict
 from admin.jobs import LogHub, Runner
+from admin.migrations import Project
 from admin.migrations.watcher import Watcher, unwatch, watch
 from admin.runtime import Runtime
 from admin.store.models import Source
@@ -90,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         runtime = Runtime.open(settings)
         runner: Runner | None = None
         watcher: Watcher | None = None
+        project: Project | None = None
         try:
             runtime.upgrade_store(audit.Actor("system", None, Source.WEB))
             _announce_first_admin(runtime)
@@ -116,7 +119,10 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.to_thread(unwatch, watcher)
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
-            migrations.close_renderers()
+            # Background analysis and renders still under way stop with the panel.
+            if project is not None:
+                ANALYZER.forget(project.config_path)
+            migrations.close_renderers(project.config_path if project is not None else None)
             await asyncio.to_thread(refusals.flush, getattr(app.state, "refusals", None), runtime)
             runtime.close()
 
