@@ -312,6 +312,16 @@ class Settings(BaseSettings):
     login_window_minutes: int = Field(
         15, ge=1, description="The window failed sign-ins are counted in."
     )
+    password_hash_memory_kib: int = Field(
+        65536,
+        ge=19456,
+        le=4194304,
+        description="Memory (KiB) argon2id uses to hash a password (at least 19456, OWASP's "
+        "minimum); a hash made at other costs is made again at its next sign-in.",
+    )
+    password_hash_time_cost: int = Field(
+        3, ge=2, le=20, description="argon2id's passes over that memory per hash (at least 2)."
+    )
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin import audit, files, migrations
+from admin.auth import passwords
 from admin.config import Settings
 from admin.store import schema
 from admin.store.db import make_session_factory, make_store_engine, transaction
@@ -41,6 +42,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         files.private_dir(settings.var_dir)
+        passwords.configure(settings.password_hash_memory_kib, settings.password_hash_time_cost)
         store = make_url(settings.admin_database_url)
         if store.get_backend_name() == "sqlite" and store.database not in (None, "", ":memory:"):
             # The password hashes, sessions and audit: nobody else's to read (also the WAL).

@@ -25,10 +25,19 @@ DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
+# Every panel, CLI and server the suite starts hashes passwords at argon2id's lowest
+# allowed costs (a third of the default's work: the suite hashes thousands of passwords);
+# test_auth_services holds the default costs and the rehash on a change of costs.
+SUITE_SETTINGS = {"PASSWORD_HASH_MEMORY_KIB": "19456", "PASSWORD_HASH_TIME_COST": "2"}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _clean_environment() -> Iterator[None]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.upper() in _SETTING_NAMES}
+    os.environ.update(SUITE_SETTINGS)
     yield
+    for name in SUITE_SETTINGS:
+        os.environ.pop(name, None)
     os.environ.update(saved)
 
 

@@ -51,6 +51,39 @@ def test_pbkdf2_hash_is_rehashed_to_argon2id_at_sign_in(runtime: Runtime) -> Non
     assert event.details["old_scheme"] == "pbkdf2_sha256"
 
 
+def test_hash_costs_come_from_the_settings_and_a_change_rehashes_at_sign_in(
+    make_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from pydantic import ValidationError
+
+    fields = Settings.model_fields
+    assert fields["password_hash_memory_kib"].default == passwords.DEFAULT_MEMORY_KIB == 65536
+    assert fields["password_hash_time_cost"].default == passwords.DEFAULT_TIME_COST == 3
+    strong = Runtime.open(make_settings(password_hash_memory_kib=65536, password_hash_time_cost=3))
+    try:
+        strong.upgrade_store(ACTOR)
+        user = create_user(strong, "carol", Role.VIEWER)
+        assert user.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    finally:
+        strong.close()
+    # The same store under lower costs: the next sign-in makes the hash again at them.
+    light = Runtime.open(make_settings(password_hash_memory_kib=19456, password_hash_time_cost=2))
+    try:
+        with light.transaction() as session:
+            attempt = login.sign_in(session, light.settings, "carol", PASSWORD, client_addr=ADDR)
+        assert attempt.ok
+        with light.sessions() as session:
+            rehashed = users.get(session, "carol").password_hash
+        assert rehashed.startswith("$argon2id$v=19$m=19456,t=2,p=4$")
+        [event] = _events(light, "password-rehashed")
+        assert event.details["old_scheme"] == "argon2"
+    finally:
+        light.close()
+    for weak in ({"password_hash_memory_kib": 8192}, {"password_hash_time_cost": 1}):
+        with pytest.raises(ValidationError):
+            make_settings(**weak)
+
+
 def test_oversized_password_is_refused_before_any_hashing(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,9 +92,9 @@ def test_oversized_password_is_refused_before_any_hashing(
     def no_hashing(*args: object, **kwargs: object) -> None:
         raise AssertionError("a hash was computed")
 
-    monkeypatch.setattr(passwords._context, "verify", no_hashing)
-    monkeypatch.setattr(passwords._context, "verify_and_update", no_hashing)
-    monkeypatch.setattr(passwords._context, "hash", no_hashing)
+    monkeypatch.setattr(passwords._context(), "verify", no_hashing)
+    monkeypatch.setattr(passwords._context(), "verify_and_update", no_hashing)
+    monkeypatch.setattr(passwords._context(), "hash", no_hashing)
     with runtime.transaction() as session:
         attempt = login.sign_in(session, runtime.settings, "bob", "x" * 1025, client_addr=ADDR)
     assert (attempt.ok, attempt.status) == (False, 400)
@@ -73,13 +106,13 @@ def test_unknown_user_costs_a_verification(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real = passwords._context.verify
+    real = passwords._context().verify
 
     def counting(secret: str, hash_: str, **kw: object) -> bool:
         calls.append(hash_)
         return real(secret, hash_)
 
-    monkeypatch.setattr(passwords._context, "verify", counting)
+    monkeypatch.setattr(passwords._context(), "verify", counting)
     with runtime.transaction() as session:
         attempt = login.sign_in(session, runtime.settings, "nobody", "whatever-1", client_addr=ADDR)
     assert not attempt.ok and attempt.message == login.WRONG
