@@ -189,16 +189,19 @@ def test_a_stopping_panel_stops_its_background_analysis(
 
     config = alembic_project([BASE, DROP, SLOW])
     settings = make_settings(alembic_config=config)
-    with TestClient(create_app(settings)) as client:
-        # What the dashboard asks for: its Apply plan prepared (base -> head, through the
-        # slow revision), as the PostgreSQL target it would be.
-        client.app.state.runtime  # noqa: B018 - the lifespan has run
-        project = migrations.open_project(config, settings.cache_dir)
-        ANALYZER.prepare_apply(project, PG_OFFLINE, settings.var_dir, ())
-        deadline = time.monotonic() + 30
-        while not _render_children(config):
-            assert time.monotonic() < deadline, "the Apply plan was not being rendered"
-            time.sleep(0.05)
-    # The panel has stopped: no render child of its project is left, the analyser is idle.
+    with TestClient(create_app(settings)):
+        with TestClient(create_app(settings)):
+            # What the dashboard asks for: its Apply plan prepared (base -> head, through the
+            # slow revision), as the PostgreSQL target it would be.
+            project = migrations.open_project(config, settings.cache_dir)
+            ANALYZER.prepare_apply(project, PG_OFFLINE, settings.var_dir, ())
+            deadline = time.monotonic() + 30
+            while not _render_children(config):
+                assert time.monotonic() < deadline, "the Apply plan was not being rendered"
+                time.sleep(0.05)
+            rendering = _render_children(config)
+        # Another panel of this process still works on the project: its render goes on.
+        assert set(rendering) <= set(_render_children(config)) and ANALYZER.busy()
+    # The last panel has stopped: no render child of the project is left, nothing is queued.
     assert _render_children(config) == []
     _idle(10)

@@ -84,7 +84,7 @@ class Analyzer:
 
     def forget(self, config_path: Path) -> None:
         """Drop what was asked for a project (its panel stops); what runs now ends with its
-        render children, which the panel stops (``migrations.close_renderers``)."""
+        render children, which the panel stops (``migrations.release_renderer``)."""
         with self._lock:
             queues: tuple[dict[Any, Any], ...] = (
                 self._wanted,

@@ -143,15 +143,28 @@ class Renderer:
         # Children answering a request now (stopped with the renderer).
         self._busy: set[_Child] = set()
         self._keep = False
+        # Panels in this process that asked keep_ready and have not released it.
+        self._holders = 0
         self._starting = False
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(CONCURRENT)
 
     def keep_ready(self) -> None:
         """From the next request on, keep one child started in advance (the web panel: the
-        first render pays for a child's start, the ones after it do not)."""
+        first render pays for a child's start, the ones after it do not). Each panel that
+        asks ``release``s it when it stops."""
         with self._lock:
             self._keep = True
+            self._holders += 1
+
+    def release(self) -> bool:
+        """A panel that asked ``keep_ready`` stops; the last one closes the renderer (True)."""
+        with self._lock:
+            self._holders = max(0, self._holders - 1)
+            last = self._holders == 0
+        if last:
+            self.close()
+        return last
 
     def close(self) -> None:
         """Stop the spare child and every render under way (their callers get

@@ -82,6 +82,20 @@ def forget_rendered() -> None:
         _cache_chars = 0
 
 
+def release_renderer(project: Project) -> bool:
+    """A panel that kept the project's renderer ready stops. When no other panel of this
+    process renders for the project, its children (the spare and the renders under way) are
+    stopped and True is returned: what was asked for it in the background can be dropped."""
+    with _cache_lock:
+        found = _renderers.get(project.config_path)
+        if found is None:
+            return True
+        if not found.release():
+            return False
+        del _renderers[project.config_path]
+    return True
+
+
 def close_renderers(config_path: Path | None = None) -> None:
     """Stop the render children of one project (by its config file), or of every one."""
     with _cache_lock:

@@ -119,10 +119,10 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.to_thread(unwatch, watcher)
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
-            # Background analysis and renders still under way stop with the panel.
-            if project is not None:
+            # Renders under way and the background analysis stop with the panel (with the
+            # last panel of this process on the project).
+            if project is not None and migrations.release_renderer(project):
                 ANALYZER.forget(project.config_path)
-            migrations.close_renderers(project.config_path if project is not None else None)
             await asyncio.to_thread(refusals.flush, getattr(app.state, "refusals", None), runtime)
             runtime.close()
 
