@@ -8,13 +8,11 @@ started, and the browser goes to the job's page, where the log streams live.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -22,7 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
 from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
-from admin.web import apply_refusals, job_requests, livelog, logtext
+from admin.web import apply_refusals, eventstream, job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.job_views import JobView, kind_facts
@@ -175,21 +173,17 @@ def job_steps(request: Request, session: StoreSession, user: CurrentUser, job_id
     return render(request, "partials/_job_steps_table.html", {"job": job})
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse)
+@router.get("/{job_id}/events", response_class=eventstream.EventStreamResponse)
 async def job_events(
     request: Request,
     job: livelog.StreamJob,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> Response:
     """Server-Sent Events: lines as HTML fragments (``line``), ``status`` when the status
     block should be fetched again, then ``done``."""
-    keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
-    async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, livelog.PageEvents()
-    ):
-        yield event
+    return livelog.stream(request, job, start, livelog.PageEvents(job))
 
 
 # Apply and Cancel.
