@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Header, Query
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
@@ -29,6 +29,9 @@ from admin.web.render import redirect, render, running_job, safe_next
 router = APIRouter(prefix="/jobs", include_in_schema=False)
 
 PAGE_SIZE = 50
+# The log search: the longest text searched for, the most line numbers answered.
+SEARCH_TEXT = 200
+SEARCH_LIMIT = 10_000
 # Lines rendered into the page; a longer log continues through the stream.
 _SECRET = 2048
 
@@ -164,6 +167,21 @@ def job_lines(
     lines = queue.lines(session, job_id, after, until - after)
     html = logtext.grouped(lines, job.started_at or job.created_at, livelog.line_html)
     return HTMLResponse(html)
+
+
+@router.get("/{job_id}/search")
+def job_search(
+    request: Request,
+    session: StoreSession,
+    user: CurrentUser,
+    job_id: int,
+    q: Annotated[str, Query(min_length=1, max_length=SEARCH_TEXT)],
+) -> Response:
+    """The numbers of the stored lines that contain ``q`` (any case), at most
+    ``SEARCH_LIMIT``: the page's search opens the folded ranges that hold some."""
+    job = queue.get(session, job_id)
+    seqs = queue.matching_seqs(session, job.id, q, SEARCH_LIMIT + 1)
+    return JSONResponse({"seqs": seqs[:SEARCH_LIMIT], "more": len(seqs) > SEARCH_LIMIT})
 
 
 @router.get("/{job_id}/steps")
