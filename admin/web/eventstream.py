@@ -80,7 +80,7 @@ class SharedEvents:
     """The last ``size`` values made by key: what the viewers of one job are all sent alike
     is made once (used from the event loop only: no lock)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 32) -> None:
         self.size = size
         self._made: OrderedDict[Hashable, Any] = OrderedDict()
 
