@@ -230,8 +230,9 @@ def measure(ctx: Context) -> Section:
     section.notes.append(
         "What bounds it (admin/jobs/hub.py, admin/web/streams.py): lines go out in events of "
         "at most 16 KB, each made only once the last was taken, so a viewer that does not read "
-        "holds about one event in each of FastAPI's two SSE memory streams and one in the "
-        "transport; a viewer far behind reads a few events' worth of lines from the store at a "
+        "holds the event being written and what its transport queued (admin/web/eventstream.py; "
+        "the last 32 batches' events are kept once for all viewers); a viewer far behind reads "
+        "a few events' worth of lines from the store at a "
         "time (fewer lines at once when they are long: before, a log's short first lines made "
         "a viewer read 500 of its 2 KB lines at once: 1.4 MiB a viewer, 240 MiB in all); a "
         "job's shared buffer is capped at 4 MB; a write that waits SSE_SEND_TIMEOUT "

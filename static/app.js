@@ -275,12 +275,42 @@
     return hit;
   }
 
-  function search(log, count) {
+  function highlight(log, count) {
     var hits = 0;
     Array.prototype.forEach.call(log.getElementsByClassName("log-line"), function (line) {
       if (matches(line)) hits += 1;
     });
     if (count) count.textContent = query ? hits + (hits === 1 ? " line" : " lines") : "";
+  }
+
+  // A long log's folded ranges are not on the page: the server says which stored lines
+  // match, and the ranges that hold some are opened (htmx loads them; highlight follows).
+  var asked = 0;
+  function openMatchingRanges(log) {
+    var url = log.getAttribute("data-search");
+    var folded = log.querySelectorAll("details.log-range:not([open])");
+    if (!query || !url || !folded.length) return;
+    var mine = ++asked;
+    fetch(url + "?q=" + encodeURIComponent(query), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (found) {
+        if (!found || mine !== asked) return;
+        Array.prototype.forEach.call(folded, function (range) {
+          var after = parseInt(range.getAttribute("data-after"), 10);
+          var until = parseInt(range.getAttribute("data-until"), 10);
+          var hit = found.seqs.some(function (seq) { return seq > after && seq <= until; });
+          if (hit) range.open = true;
+        });
+      })
+      .catch(function () {});
+  }
+
+  function search(log, count) {
+    highlight(log, count);
+    openMatchingRanges(log);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -306,5 +336,11 @@
   document.addEventListener("htmx:sseMessage", function (event) {
     var log = event.target;
     if (log instanceof Element && log.id === "job-log") groupLines(log);
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var body = event.target;
+    var log = body instanceof Element ? body.closest("#job-log") : null;
+    if (!log || !body.closest("details.log-range")) return;
+    if (query) highlight(log, document.getElementById("log-search-count"));
   });
 })();

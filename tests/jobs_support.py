@@ -21,8 +21,10 @@ import httpx
 from bs4 import BeautifulSoup
 from projects import PROJECT_ENV, REPO_ROOT, Rev, write_revision
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from admin import migrations
+from admin.store.models import Job, JobLine, utcnow
 
 FORGED = "x\n\nevent: done\ndata: y"
 INJECTED = "<img src=x onerror=alert(1)>"
@@ -227,3 +229,43 @@ class Browserless:
 
     def close(self) -> None:
         self.http.close()
+
+
+# A long log.
+
+
+def long_job(session: Session, steps: int) -> tuple[int, int]:
+    """A finished job of ``steps`` steps (three lines each), stored with ``session``: its
+    id and its line count (past logtext.FULL lines, the page folds its middle)."""
+    now = utcnow()
+    job = Job(
+        kind="upgrade",
+        status="succeeded",
+        target_key="long",
+        target_display="long",
+        steps_total=steps,
+        steps_done=steps,
+        requested_by="bench",
+        source="cli",
+        started_at=now,
+        finished_at=now,
+        step_stats=[
+            {"step": n, "revision": f"r{n}", "duration": 0.01, "rows": 1, "lock_wait": 0}
+            for n in range(1, steps + 1)
+        ],
+    )
+    session.add(job)
+    session.flush()
+    job_id = job.id
+    texts = [("info", "job starts")]
+    for n in range(1, steps + 1):
+        texts += [
+            ("step", f"[{n}/{steps}] Running upgrade r{n - 1} -> r{n}, step"),
+            ("sql", f"CREATE TABLE t{n} (id int)"),
+            ("step", f"[{n}/{steps}] upgrade r{n - 1} -> r{n} done in 0.010s"),
+        ]
+    session.add_all(
+        JobLine(job_id=job_id, seq=i, level=level, stream="worker", text=text)
+        for i, (level, text) in enumerate(texts, start=1)
+    )
+    return job_id, len(texts)

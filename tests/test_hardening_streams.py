@@ -21,11 +21,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from helpers import PASSWORD, LiveServer
 from jobs_support import Browserless, plan_fingerprint, read_events, write_project
 from projects import Rev
+from starlette.types import Message, Receive, Scope, Send
+
+from admin.web import streams
 
 pytestmark = [pytest.mark.slow]
 
@@ -241,3 +245,51 @@ def test_sigterm_ends_live_logs_cancels_the_job_and_exits_within_the_bound(
     assert status == "cancelled"
     log = server.log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+class _Transport:
+    def __init__(self, queued: int) -> None:
+        self.queued = queued
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.queued
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Cycle:
+    """What uvicorn's ``send`` is bound to: a request cycle holding the transport."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self.transport = transport
+        self.sent: list[bytes] = []
+
+    async def send(self, message: dict[str, object]) -> None:
+        await anyio.sleep(0)  # a checkpoint, as uvicorn's send may have
+        self.sent.append(message.get("body", b""))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("queued", [0, 10])
+def test_a_write_that_cannot_wait_is_never_dropped_by_the_guard(queued: int) -> None:
+    """Writes through an empty transport cannot wait: they take no timer (a timer per write
+    and viewer was a sixth of the work per line with 100 viewers). A write behind queued
+    data is timed: with a timeout of 0 it is dropped and the connection aborted."""
+    transport = _Transport(queued)
+    cycle = _Cycle(transport)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    guard = streams.SlowClientGuard(app, timeout=lambda: 0.0)
+    anyio.run(guard, {"type": "http", "path": "/jobs/1/events"}, receive, cycle.send)
+    if queued:
+        assert transport.aborted and cycle.sent == []
+    else:
+        assert not transport.aborted and cycle.sent == [b"", b"data: 1\n\n"]

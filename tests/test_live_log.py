@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from helpers import create_user, login, page_soup
+from jobs_support import long_job
 from projects import Rev
 from test_ops import scrape, value
 
 from admin import audit
 from admin.config import Settings
 from admin.jobs import JobRequest, queue
-from admin.store.models import Job, JobKind, JobLine, Role, Source, utcnow
+from admin.store.models import Job, JobKind, Role, Source
 from admin.web import logtext
 from admin.web.app import create_app
 
@@ -166,40 +167,8 @@ def test_a_long_log_folds_its_middle_in_ranges_loaded_when_opened(
     steps = 700
     with TestClient(create_app(make_settings())) as client:
         login(client, create_user(client.app.state.runtime, "vera", Role.VIEWER).username)
-        runtime = client.app.state.runtime
-        now = utcnow()
-        with runtime.transaction() as session:
-            job = Job(
-                kind="upgrade",
-                status="succeeded",
-                target_key="long",
-                target_display="long",
-                steps_total=steps,
-                steps_done=steps,
-                requested_by="bench",
-                source="cli",
-                started_at=now,
-                finished_at=now,
-                step_stats=[
-                    {"step": n, "revision": f"r{n}", "duration": 0.01, "rows": 1, "lock_wait": 0}
-                    for n in range(1, steps + 1)
-                ],
-            )
-            session.add(job)
-            session.flush()
-            job_id = job.id
-            texts = [("info", "job starts")]
-            for n in range(1, steps + 1):
-                texts += [
-                    ("step", f"[{n}/{steps}] Running upgrade r{n - 1} -> r{n}, step"),
-                    ("sql", f"CREATE TABLE t{n} (id int)"),
-                    ("step", f"[{n}/{steps}] upgrade r{n - 1} -> r{n} done in 0.010s"),
-                ]
-            session.add_all(
-                JobLine(job_id=job_id, seq=i, level=level, stream="worker", text=text)
-                for i, (level, text) in enumerate(texts, start=1)
-            )
-        total = len(texts)
+        with client.app.state.runtime.transaction() as session:
+            job_id, total = long_job(session, steps)
         page = page_soup(client.get(f"/jobs/{job_id}"))
         shown = [int(line["data-seq"]) for line in page.select("#job-log .log-line")]
         assert shown[0] == 1 and shown[-1] == total and len(shown) <= logtext.TAIL + 1
@@ -219,3 +188,29 @@ def test_a_long_log_folds_its_middle_in_ranges_loaded_when_opened(
         assert table is not None and table["hx-get"] == f"/jobs/{job_id}/steps"
         rows = page_soup(client.get(f"/jobs/{job_id}/steps")).select("tbody tr")
         assert len(rows) == steps
+
+
+def test_the_search_finds_lines_in_folded_ranges(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        login(client, create_user(client.app.state.runtime, "vera", Role.VIEWER).username)
+        with client.app.state.runtime.transaction() as session:
+            job_id, _ = long_job(session, 700)
+        page = page_soup(client.get(f"/jobs/{job_id}"))
+        assert page.select_one("#job-log")["data-search"] == f"/jobs/{job_id}/search"
+        ranges = [
+            (int(r["data-after"]), int(r["data-until"]))
+            for r in page.select("#job-log details.log-range")
+        ]
+        # Step 350's statement is in a folded range, not on the page.
+        found = client.get(f"/jobs/{job_id}/search", params={"q": "table T350 ("}).json()
+        assert found == {"seqs": [1 + 3 * 349 + 2], "more": False}
+        assert not page.select(f"#line-{found['seqs'][0]}")
+        assert any(after < found["seqs"][0] <= until for after, until in ranges)
+        # Every step's statement, in order; LIKE's wildcards are plain characters here.
+        every = client.get(f"/jobs/{job_id}/search", params={"q": "create table"}).json()
+        assert every["seqs"] == [1 + 3 * n + 2 for n in range(700)]
+        assert client.get(f"/jobs/{job_id}/search", params={"q": "t_"}).json()["seqs"] == []
+        assert client.get(f"/jobs/{job_id}/search", params={"q": "%"}).json()["seqs"] == []
+        assert client.get(f"/jobs/{job_id}/search", params={"q": ""}).status_code == 400
+        assert client.get(f"/jobs/{job_id}/search", params={"q": "x" * 201}).status_code == 400
+        assert client.get("/jobs/999999/search", params={"q": "x"}).status_code == 404

@@ -40,7 +40,7 @@ from admin.config import Settings
 from admin.jobs import Finished, JobRequest, LogHub, Published, Runner
 from admin.runtime import Runtime
 from admin.store.models import JobKind, Source
-from admin.web import livelog
+from admin.web import eventstream, livelog
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -331,9 +331,18 @@ def test_keepalive_ticks_while_a_step_is_silent(
     assert ticks >= 3
 
 
+def _events(written: bytes) -> list[dict[str, str]]:
+    """The events in one write of a stream, each as its fields."""
+    events = []
+    for block in written.decode().split("\n\n")[:-1]:
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        events.append(fields)
+    return events
+
+
 def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> None:
-    def kinds(events: Any) -> list[str]:
-        return [e.event for e in events]
+    def kinds(written: bytes) -> list[str]:
+        return [e["event"] for e in _events(written)]
 
     def step(seq: int) -> Published:
         return Published(seq, "step", "stdout", f"step {seq} finished")
@@ -341,11 +350,11 @@ def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> No
     def sql(seq: int) -> Published:
         return Published(seq, "sql", "stdout", "SELECT 1")
 
-    page = livelog.PageEvents(status_interval=0.2, spread=0)
-    first = list(page.lines([sql(1), sql(2)]))
-    # The first lines: the page may still show "queued".
-    assert kinds(first) == ["line", "status"] and first[1].id is None
-    assert first[0].id == "2" and first[1].raw_data == "2"
+    page = livelog.PageEvents(1, status_interval=0.2, spread=0)
+    first = _events(page.lines([sql(1), sql(2)]))
+    # The first lines: the page may still show "queued" (one write: the lines, then status).
+    assert [e["event"] for e in first] == ["line", "status"] and "id" not in first[1]
+    assert first[0]["id"] == "2" and first[1]["data"] == "2"
     assert kinds(page.lines([sql(3)])) == ["line"]  # nothing new for the status block
     assert kinds(page.lines([step(4)])) == ["line"]  # a step, but within the interval
     assert kinds(page.tick()) == []
@@ -356,12 +365,32 @@ def test_the_page_is_told_to_refresh_its_status_at_most_once_an_interval() -> No
     time.sleep(0.25)
     assert kinds(page.lines([sql(5)])) == ["line"]
     assert kinds(page.lines([step(6)])) == ["line", "status"]
-    assert page.done("succeeded").event == "done"
+    assert kinds(page.done("succeeded")) == ["done"]
 
 
 def test_viewers_that_opened_together_get_their_status_events_apart() -> None:
-    pages = [livelog.PageEvents(status_interval=1.0) for _ in range(50)]
+    pages = [livelog.PageEvents(1, status_interval=1.0) for _ in range(50)]
     for page in pages:
-        list(page.lines([Published(1, "step", "stdout", "step 1 finished")]))
+        page.lines([Published(1, "step", "stdout", "step 1 finished")])
     waits = {page._wait for page in pages}
     assert len(waits) > 40 and all(1.0 <= wait <= 1.25 for wait in waits)
+
+
+def test_a_batch_is_encoded_once_for_all_its_viewers(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[str | None] = []
+    encode = eventstream.event
+
+    def counting(**fields: Any) -> bytes:
+        encoded.append(fields.get("name"))
+        return encode(**fields)
+
+    monkeypatch.setattr(eventstream, "event", counting)
+    batch = [Published(seq, "sql", "stdout", f"SELECT {seq}") for seq in (1, 2, 3)]
+    viewers = [livelog.PageEvents(9001) for _ in range(20)]
+    written = [viewer.lines(batch) for viewer in viewers]
+    assert encoded.count("line") == 1
+    lines = {_events(w)[0]["data"] for w in written}
+    assert len(lines) == 1 and lines.pop().count('class="log-line') == 3
+    # Another job's lines with the same numbers are its own event.
+    livelog.PageEvents(9002).lines([Published(1, "sql", "stdout", "SELECT other")])
+    assert encoded.count("line") == 2

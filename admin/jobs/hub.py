@@ -358,8 +358,11 @@ class LogHub:
                 if channel.status is not None and last >= channel.known:
                     yield Finished(channel.status)
                     return
+                # A deadline, not wait_for: on Python 3.11 that wraps each wait in a task
+                # of its own (with 100 viewers, 100 more tasks per batch).
                 try:
-                    await asyncio.wait_for(changed.wait(), max(0.0, quiet_until - loop.time()))
+                    async with asyncio.timeout_at(quiet_until):
+                        await changed.wait()
                 except TimeoutError:
                     yield None
                     quiet_until = loop.time() + keepalive

@@ -283,6 +283,20 @@ def lines(session: Session, job_id: int, after: int = 0, limit: int = 1000) -> l
     )
 
 
+def matching_seqs(session: Session, job_id: int, text: str, limit: int) -> list[int]:
+    """The numbers of the first ``limit`` lines that contain ``text``, whatever its case
+    (on SQLite, ASCII letters only)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return list(
+        session.scalars(
+            select(JobLine.seq)
+            .where(JobLine.job_id == job_id, JobLine.text.ilike(f"%{escaped}%", escape="\\"))
+            .order_by(JobLine.seq)
+            .limit(limit)
+        )
+    )
+
+
 def last_seq(session: Session, job_id: int) -> int:
     return session.scalar(select(func.max(JobLine.seq)).where(JobLine.job_id == job_id)) or 0
 

@@ -1,4 +1,4 @@
-"""Live job logs over Server-Sent Events (``fastapi.sse``), for the pages and the API.
+"""Live job logs over Server-Sent Events (eventstream.py), for the pages and the API.
 
 - Lines travel as ``line`` events whose id is a sequence number: on the pages, the lines
   that are ready at once share one event (its id is the last one's: many viewers of a
@@ -27,19 +27,19 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
-from fastapi.sse import ServerSentEvent
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from admin.errors import NotAuthenticated, PermissionDenied, TooManyRequests
 from admin.jobs import Finished, LogHub, Published, queue
 from admin.jobs.hub import Closing, LiveChanged
-from admin.web import logtext, streams
+from admin.web import eventstream, logtext, streams
 from admin.web import principal as principals
 from admin.web.errors import answer_401_plainly
 
@@ -192,26 +192,38 @@ StreamJob = Annotated[int, Depends(stream_job)]
 
 
 class EventFormat:
-    """How one viewer's stream writes the lines, keep-alive ticks and the end."""
+    """How one viewer's stream writes the lines, keep-alive ticks and the end (as bytes:
+    eventstream.py)."""
 
-    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
+    def lines(self, lines: Sequence[Published]) -> bytes:
         raise NotImplementedError
 
-    def tick(self) -> Iterable[ServerSentEvent]:
+    def tick(self) -> bytes:
         """What to send beside a keep-alive comment (nothing by default)."""
-        return ()
+        return b""
 
-    def live(self) -> Iterable[ServerSentEvent]:
+    def live(self) -> bytes:
         """What to send when the job's live view of the database changed (nothing by
         default)."""
-        return ()
+        return b""
 
-    def done(self, status: str) -> ServerSentEvent:
-        return ServerSentEvent(raw_data=status, event="done")
+    def done(self, status: str) -> bytes:
+        return eventstream.event(data=status, name="done")
 
-    def restarting(self, reason: str) -> ServerSentEvent:
+    def restarting(self, reason: str) -> bytes:
         """The last event before the server shuts down: the client reconnects elsewhere."""
-        return ServerSentEvent(raw_data=reason, event="restarting", retry=RETRY_MS)
+        return eventstream.event(data=reason, name="restarting", retry=RETRY_MS)
+
+
+# The ``line`` events of the last batches, with whether they hold a step line: the viewers
+# that follow a job are sent the same batches (hub.py), each encoded once for all of them.
+_PAGE_BATCHES = eventstream.SharedEvents()
+
+
+def _page_batch(lines: Sequence[Published]) -> tuple[bytes, bool]:
+    data = "".join(_fragment(line) for line in lines)
+    encoded = eventstream.event(data=data, id=str(lines[-1].seq), name="line")
+    return encoded, any(line.level == "step" for line in lines)
 
 
 class PageEvents(EventFormat):
@@ -222,54 +234,56 @@ class PageEvents(EventFormat):
     the last event id stays the line's) asks the page to fetch its status block again: after
     the first lines (the page may still say "queued"), then when a step has finished, at most
     once every ``status_interval`` seconds per viewer (a refresh the interval held back goes
-    with the next lines or keep-alive tick). Many viewers of a busy job then cost one event
-    per batch each, not two. Each wait is longer by a random part of up to ``spread`` of the
-    interval: viewers that opened the page together would otherwise all get their status
-    event in the same batch, and the last of them its lines that much later.
+    with the next lines or keep-alive tick), in the same write as the lines. Each wait is
+    longer by a random part of up to ``spread`` of the interval: viewers that opened the page
+    together would otherwise all fetch their status block in the same moment.
     """
 
-    def __init__(self, status_interval: float = STATUS_INTERVAL, spread: float = 0.25) -> None:
+    def __init__(
+        self, job_id: int, status_interval: float = STATUS_INTERVAL, spread: float = 0.25
+    ) -> None:
+        self.job_id = job_id
         self.status_interval = status_interval
         self.spread = spread
         self._pending = True
         self._sent_at: float | None = None
         self._wait = status_interval
 
-    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
-        fragments = "".join(_fragment(line) for line in lines)
-        yield ServerSentEvent(raw_data=fragments, id=str(lines[-1].seq), event="line")
-        if any(line.level == "step" for line in lines):
+    def lines(self, lines: Sequence[Published]) -> bytes:
+        key = (self.job_id, lines[0].seq, lines[-1].seq)
+        encoded, steps = _PAGE_BATCHES.get(key, lambda: _page_batch(lines))
+        if steps:
             self._pending = True
-        yield from self._status(str(lines[-1].seq))
+        return encoded + self._status(str(lines[-1].seq))
 
-    def tick(self) -> Iterable[ServerSentEvent]:
+    def tick(self) -> bytes:
         return self._status("tick")
 
-    def live(self) -> Iterable[ServerSentEvent]:
+    def live(self) -> bytes:
         self._pending = True
         return self._status("live")
 
-    def _status(self, data: str) -> Iterable[ServerSentEvent]:
+    def _status(self, data: str) -> bytes:
         now = time.monotonic()
         if self._pending and (self._sent_at is None or now - self._sent_at >= self._wait):
             self._pending = False
             self._sent_at = now
             self._wait = self.status_interval * (1 + random.uniform(0, self.spread))
-            yield ServerSentEvent(raw_data=data, event="status")
+            return eventstream.event(data=data, name="status")
+        return b""
 
 
 async def events(
     hub: LogHub, job_id: int, after: int, keepalive: float, fmt: EventFormat
-) -> AsyncIterator[ServerSentEvent]:
-    """The job's lines after ``after`` as events, keep-alive comments, then ``done``."""
-    yield ServerSentEvent(comment=f"job {job_id}, lines after {after}", retry=RETRY_MS)
+) -> AsyncIterator[bytes]:
+    """The job's lines after ``after`` as events, keep-alive comments, then ``done``: what
+    each hub item makes, in one write."""
+    yield eventstream.event(comment=f"job {job_id}, lines after {after}", retry=RETRY_MS)
     batches = hub.follow_batches(job_id, after, keepalive=keepalive)
     async with contextlib.aclosing(batches):
         async for item in batches:
             if item is None:
-                yield ServerSentEvent(comment="keep-alive")
-                for event in fmt.tick():
-                    yield event
+                yield eventstream.KEEPALIVE + fmt.tick()
             elif isinstance(item, Finished):
                 yield fmt.done(item.status)
                 return
@@ -277,11 +291,17 @@ async def events(
                 yield fmt.restarting(item.reason)
                 return
             elif isinstance(item, LiveChanged):
-                for event in fmt.live():
-                    yield event
+                live = fmt.live()
+                if live:
+                    yield live
             else:
-                for event in fmt.lines(item):
-                    yield event
+                yield fmt.lines(item)
+
+
+def stream(request: Request, job_id: int, after: int, fmt: EventFormat) -> Response:
+    """The response that follows the job's log for one viewer (the pages' and the API's)."""
+    keepalive = principals.runtime_of(request).settings.sse_keepalive
+    return eventstream.EventStreamResponse(events(hub_of(request), job_id, after, keepalive, fmt))
 
 
 def begin_shutdown(app: FastAPI) -> None:

@@ -114,7 +114,8 @@ def folded_range(job_id: int, after: int, until: int) -> Markup:
     url = f"/jobs/{job_id}/lines?after={after}&until={until}"
     json_url = f"/api/v1/jobs/{job_id}/log?after={after}&limit={until - after}"
     return Markup(
-        f'<details class="log-range" hx-get="{url}" hx-trigger="toggle once" '
+        f'<details class="log-range" data-after="{after}" data-until="{until}" '
+        f'hx-get="{url}" hx-trigger="toggle once" '
         f'hx-target="find .log-range-body" hx-swap="innerHTML"><summary>lines {after + 1}–'
         f"{until} (open to load them)</summary>"
         f'<div class="log-range-body"><a href="{json_url}">lines {after + 1}–{until} as '

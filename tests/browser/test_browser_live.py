@@ -12,8 +12,10 @@ from typing import Any
 import psycopg2
 import pytest
 from helpers import PASSWORD, LiveServer
-from jobs_support import write_project
+from jobs_support import long_job, write_project
 from projects import Rev
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
 from admin import migrations
 
@@ -141,4 +143,29 @@ def test_live_view_steps_search_and_text_download(
     page.reload()
     assert _line_texts(page) == streamed
     assert page.locator("#job-log details.log-step[data-done]").count() == 3
+    assert page.console_errors == []
+
+
+def test_the_search_opens_the_folded_ranges_that_match(
+    live_server_pg: tuple[LiveServer, str], page: Any
+) -> None:
+    server, _ = live_server_pg
+    engine = create_engine(server.store_url)
+    try:
+        with Session(engine) as session, session.begin():
+            job_id, _ = long_job(session, 700)
+    finally:
+        engine.dispose()
+    _sign_in(page, server.url, "live-operator")
+    page.goto(f"{server.url}/jobs/{job_id}")
+    assert page.locator("#job-log details.log-range").count() > 0
+    assert page.locator("#job-log details.log-range[open]").count() == 0
+    # Step 350's statement is in a folded range: the search loads that range (only).
+    page.fill("#log-search", "table T350 (")
+    hit = page.locator("#job-log .log-line.search-hit")
+    hit.first.wait_for()
+    assert hit.count() == 1 and hit.first.inner_text().endswith("CREATE TABLE t350 (id int)")
+    assert hit.first.is_visible()
+    assert page.locator("#job-log details.log-range[open]").count() == 1
+    page.wait_for_function("document.getElementById('log-search-count').textContent === '1 line'")
     assert page.console_errors == []

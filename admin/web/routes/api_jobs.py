@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from admin.jobs import Published, queue
 from admin.store.models import Job, JobLine, JobStatus
-from admin.web import job_requests, livelog, logtext
-from admin.web import principal as principals
+from admin.web import eventstream, job_requests, livelog, logtext
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.routes.jobs import PAGE_SIZE, Filters, RunnerDep
 
@@ -326,24 +324,36 @@ def job_log_text(session: StoreSession, user: CurrentUser, job_id: int) -> Respo
 class _JsonEvents(livelog.EventFormat):
     """One ``line`` event per line (JSON ``LogLine``, id = seq), then ``done`` (JSON)."""
 
-    def lines(self, lines: Sequence[Published]) -> Iterable[ServerSentEvent]:
-        for line in lines:
-            data = LogLine(
-                seq=line.seq, created_at=None, level=line.level, stream=line.stream, text=line.text
+    def lines(self, lines: Sequence[Published]) -> bytes:
+        return b"".join(
+            eventstream.event(
+                data=LogLine(
+                    seq=line.seq,
+                    created_at=None,
+                    level=line.level,
+                    stream=line.stream,
+                    text=line.text,
+                ).model_dump_json(),
+                id=str(line.seq),
+                name="line",
             )
-            yield ServerSentEvent(data=data, id=str(line.seq), event="line")
+            for line in lines
+        )
 
-    def done(self, status: str) -> ServerSentEvent:
-        return ServerSentEvent(data=Done(status=status), event="done")  # type: ignore[arg-type]
+    def done(self, status: str) -> bytes:
+        data = Done(status=status).model_dump_json()  # type: ignore[arg-type]
+        return eventstream.event(data=data, name="done")
 
-    def restarting(self, reason: str) -> ServerSentEvent:
-        data = Restarting(detail=reason)
-        return ServerSentEvent(data=data, event="restarting", retry=livelog.RETRY_MS)
+    def restarting(self, reason: str) -> bytes:
+        data = Restarting(detail=reason).model_dump_json()
+        return eventstream.event(data=data, name="restarting", retry=livelog.RETRY_MS)
 
 
 @router.get(
     "/{job_id}/events",
-    response_class=EventSourceResponse,
+    # Documented as FastAPI documents its own event streams (a plain Response adds nothing).
+    response_class=Response,
+    responses=eventstream.OPENAPI_RESPONSES,
     summary="A job's live log (Server-Sent Events)",
 )
 async def job_events(
@@ -351,13 +361,9 @@ async def job_events(
     job: livelog.StreamJob,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> Response:
     """``line`` events (JSON ``LogLine``, id = seq) after ``max(after, Last-Event-ID)``,
     keep-alive comments, then one ``done`` event with the job's final status (or, when the
     server shuts down, one ``restarting`` event: reconnect with ``Last-Event-ID``)."""
-    keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
-    async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, _JsonEvents()
-    ):
-        yield event
+    return livelog.stream(request, job, start, _JsonEvents())

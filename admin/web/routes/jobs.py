@@ -8,21 +8,19 @@ started, and the browser goes to the job's page, where the log streams live.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from admin.errors import AdminError, InvalidInput
 from admin.jobs import Runner, queue
 from admin.store.models import Job, JobKind, JobStatus, Role, utcnow
-from admin.web import apply_refusals, job_requests, livelog, logtext
+from admin.web import apply_refusals, eventstream, job_requests, livelog, logtext
 from admin.web import principal as principals
 from admin.web.deps import ActorDep, CurrentUser, OperatorUser, RuntimeDep, StoreSession
 from admin.web.job_views import JobView, kind_facts
@@ -31,6 +29,9 @@ from admin.web.render import redirect, render, running_job, safe_next
 router = APIRouter(prefix="/jobs", include_in_schema=False)
 
 PAGE_SIZE = 50
+# The log search: the longest text searched for, the most line numbers answered.
+SEARCH_TEXT = 200
+SEARCH_LIMIT = 10_000
 # Lines rendered into the page; a longer log continues through the stream.
 _SECRET = 2048
 
@@ -168,6 +169,21 @@ def job_lines(
     return HTMLResponse(html)
 
 
+@router.get("/{job_id}/search")
+def job_search(
+    request: Request,
+    session: StoreSession,
+    user: CurrentUser,
+    job_id: int,
+    q: Annotated[str, Query(min_length=1, max_length=SEARCH_TEXT)],
+) -> Response:
+    """The numbers of the stored lines that contain ``q`` (any case), at most
+    ``SEARCH_LIMIT``: the page's search opens the folded ranges that hold some."""
+    job = queue.get(session, job_id)
+    seqs = queue.matching_seqs(session, job.id, q, SEARCH_LIMIT + 1)
+    return JSONResponse({"seqs": seqs[:SEARCH_LIMIT], "more": len(seqs) > SEARCH_LIMIT})
+
+
 @router.get("/{job_id}/steps")
 def job_steps(request: Request, session: StoreSession, user: CurrentUser, job_id: int) -> Response:
     """The step table of a long job (the job page loads it when opened)."""
@@ -175,21 +191,17 @@ def job_steps(request: Request, session: StoreSession, user: CurrentUser, job_id
     return render(request, "partials/_job_steps_table.html", {"job": job})
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse)
+@router.get("/{job_id}/events", response_class=eventstream.EventStreamResponse)
 async def job_events(
     request: Request,
     job: livelog.StreamJob,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> Response:
     """Server-Sent Events: lines as HTML fragments (``line``), ``status`` when the status
     block should be fetched again, then ``done``."""
-    keepalive = principals.runtime_of(request).settings.sse_keepalive
     start = livelog.resume_after(after, last_event_id)
-    async for event in livelog.events(
-        livelog.hub_of(request), job, start, keepalive, livelog.PageEvents()
-    ):
-        yield event
+    return livelog.stream(request, job, start, livelog.PageEvents(job))
 
 
 # Apply and Cancel.
