@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from projects import Rev
+from reading_support import many_revisions, stamp
 from safety_support import PG_OFFLINE
 
 from admin import analysis, migrations
@@ -127,3 +128,22 @@ def test_the_apply_plan_is_rendered_and_analysed_before_anyone_clicks(
     # Asked again while nothing changed: nothing is queued.
     ANALYZER.prepare_apply(project, url, tmp_path / "var", ())
     assert not ANALYZER.busy()
+
+
+def test_the_panel_plans_and_analyses_without_alembics_revision_map(tmp_path: Path) -> None:
+    """The Apply plan and the analysis of a whole history (past ``ONE_BY_ONE`` revisions,
+    rendered each way in one child) are planned from the panel's graph: the web process
+    builds no Alembic revision map (its memory and time at 50,000 revisions) for them."""
+    ini = many_revisions(tmp_path / "p", 40)
+    project = migrations.open_project(ini, tmp_path / "var" / "cache")
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    stamp(url, ("n00029",))
+    ANALYZER.prepare_apply(project, url, tmp_path / "var", ("n00029",))
+    _idle()
+    ids = [rev.id for rev in project.graph().revisions]
+    risks = analysis.analyze(project, url, ids, var_dir=tmp_path / "var")
+    assert len(risks) == 40 and not any(risk.provisional for risk in risks.values())
+    plan = migrations.make_plan(project, Direction.UPGRADE, "head", ("n00029",))
+    assert plan.revision_ids == [f"n{i:05d}" for i in range(30, 40)]
+    assert "_revision_map" not in vars(project.script().revision_map)
+
