@@ -147,3 +147,22 @@ def test_the_panel_plans_and_analyses_without_alembics_revision_map(tmp_path: Pa
     assert plan.revision_ids == [f"n{i:05d}" for i in range(30, 40)]
     assert "_revision_map" not in vars(project.script().revision_map)
 
+
+def test_a_list_reads_each_file_once_while_its_analysis_waits(
+    alembic_project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the background analysis reaches them, a list's badges come from the files; a
+    page asked again (after an idle minute, a poll) does not parse them again."""
+    from admin.analysis import risk
+
+    project = migrations.open_project(alembic_project([BASE, DROP]))
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    monkeypatch.setattr(ANALYZER, "request", lambda *args, **kwargs: False)  # never reached
+    read: list[str] = []
+    real = risk._read_source
+    monkeypatch.setattr(risk, "_read_source", lambda rev: read.append(rev.id) or real(rev))
+    ids = ["a1a1a1a1a1a1", "b1b1b1b1b1b1"]
+    for _ in range(3):
+        risks = analysis.analyze(project, url, ids, var_dir=tmp_path / "var", wait=False)
+        assert all(risks[rid].provisional for rid in ids)
+    assert sorted(read) == ids
