@@ -95,6 +95,15 @@ def _index(graph: Graph) -> _Indexed:
     return found
 
 
+@migrations.on_new_graph
+def _prepare(graph: Graph) -> None:
+    """The lanes, search keys and applied sets of a reloaded graph, before requests see it."""
+    _index(graph)
+    for current in migrations.recent_positions():
+        if set(current) <= graph.by_id.keys():
+            applied_set(graph, Position(known=True, current=current))
+
+
 def applied_set(graph: Graph, position: Position) -> frozenset[str] | None:
     """The revisions applied to the database (None when its position is unknown)."""
     if not position.known:
