@@ -145,6 +145,7 @@ def test_a_reloaded_graph_is_prepared_before_requests_see_it(
 
             return call
 
+        before = project.graph().fingerprint
         monkeypatch.setattr(status, "upgrade_order", recorded(status.upgrade_order))
         monkeypatch.setattr(graph_lanes, "layout", recorded(graph_lanes.layout))
         (versions / f"n{COUNT:05d}.py").write_text(_ADDED.format(n=COUNT, down=COUNT - 1))
@@ -153,3 +154,8 @@ def test_a_reloaded_graph_is_prepared_before_requests_see_it(
         assert answer["heads"] == [f"n{COUNT:05d}"] and answer["pending_count"] == 1
         assert client.get("/revisions").status_code == 200
     assert computed and set(computed) == {"revision-watcher"}, computed
+    # Nothing derived from the graph before the reload is kept (its memory is given back).
+    from admin import history
+
+    kept = [*history._indexed, *graph_lanes._cache, *(key[0] for key in status._pending_kept)]
+    assert kept and before not in kept

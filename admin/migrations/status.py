@@ -245,6 +245,9 @@ def _prepare_pending(graph: Graph) -> None:
         order = upgrade_order(graph, current)
         if order is not None:
             _keep(key, tuple(graph.by_id[rid] for rid in order))
+    with _pending_lock:  # the pending lists of older graphs hold their revisions
+        for key in [key for key in _pending_kept if key[0] != graph.fingerprint]:
+            del _pending_kept[key]
 
 
 def _dialect(url: str) -> str:
