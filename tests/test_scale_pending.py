@@ -56,18 +56,27 @@ def _alembic(alembic_map: RevisionMap, current: tuple[str, ...]) -> list[str] | 
         return None
 
 
-@pytest.mark.parametrize("seed", range(80))
-def test_pending_in_alembics_order_on_random_histories(seed: int) -> None:
-    rng = random.Random(seed)
-    specs = [
+Specs = list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
+
+
+def _random_case(rng: random.Random) -> tuple[Specs, RevisionMap, Graph, list[tuple[str, ...]]]:
+    """A random history without dependencies, its Alembic map, its graph, and positions to
+    plan from (base, the heads, single revisions, pairs)."""
+    specs: Specs = [
         (rid, down, labels, ()) for rid, down, labels, _ in random_history(rng, rng.randint(3, 60))
     ]
     alembic_map, _ = maps(specs)
-    graph = _graph(alembic_map, specs)
     ids = [s[0] for s in specs]
     positions: list[tuple[str, ...]] = [(), tuple(alembic_map.heads)]
     positions += [(rng.choice(ids),) for _ in range(8)]
     positions += [tuple(rng.sample(ids, 2)) for _ in range(4)]
+    return specs, alembic_map, _graph(alembic_map, specs), positions
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_pending_in_alembics_order_on_random_histories(seed: int) -> None:
+    rng = random.Random(seed)
+    _, alembic_map, graph, positions = _random_case(rng)
     compared = 0
     for current in positions:
         expected = _alembic(alembic_map, current)
@@ -100,15 +109,7 @@ def test_plans_without_alembics_map_are_alembics_plans(seed: int) -> None:
     revision alone) are Alembic's own steps, from and to the same revisions, or left to
     Alembic."""
     rng = random.Random(500 + seed)
-    specs = [
-        (rid, down, labels, ()) for rid, down, labels, _ in random_history(rng, rng.randint(3, 60))
-    ]
-    alembic_map, _ = maps(specs)
-    graph = _graph(alembic_map, specs)
-    ids = [s[0] for s in specs]
-    positions: list[tuple[str, ...]] = [(), tuple(alembic_map.heads)]
-    positions += [(rng.choice(ids),) for _ in range(8)]
-    positions += [tuple(rng.sample(ids, 2)) for _ in range(4)]
+    specs, alembic_map, graph, positions = _random_case(rng)
     plans = [
         (current, upgrade, target)
         for current in positions
