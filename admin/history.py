@@ -95,6 +95,24 @@ def _index(graph: Graph) -> _Indexed:
     return found
 
 
+@migrations.on_new_graph
+def _prepare(graph: Graph) -> None:
+    """The lanes, search keys and applied sets of a reloaded graph, before requests see it."""
+    _index(graph)
+    for current in migrations.recent_positions():
+        if set(current) <= graph.by_id.keys():
+            applied_set(graph, Position(known=True, current=current))
+    # What was kept of the graphs before it goes: memory after a reload is what it was.
+    with _lock:
+        for fingerprint in [key for key in _indexed if key != graph.fingerprint]:
+            del _indexed[fingerprint]
+        for position in [key for key in _applied if key[0] != graph.fingerprint]:
+            del _applied[position]
+        for side in [side for side in _sides if side[0] != graph.fingerprint]:
+            del _sides[side]
+    graph_lanes.keep_only(graph.fingerprint)
+
+
 def applied_set(graph: Graph, position: Position) -> frozenset[str] | None:
     """The revisions applied to the database (None when its position is unknown)."""
     if not position.known:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from projects import Rev
+from reading_support import many_revisions, stamp
 from safety_support import PG_OFFLINE
 
 from admin import analysis, migrations
@@ -205,3 +206,41 @@ def test_a_stopping_panel_stops_its_background_analysis(
     # The last panel has stopped: no render child of the project is left, nothing is queued.
     assert _render_children(config) == []
     _idle(10)
+
+
+def test_the_panel_plans_and_analyses_without_alembics_revision_map(tmp_path: Path) -> None:
+    """The Apply plan and the analysis of a whole history (past ``ONE_BY_ONE`` revisions,
+    rendered each way in one child) are planned from the panel's graph: the web process
+    builds no Alembic revision map (its memory and time at 50,000 revisions) for them."""
+    ini = many_revisions(tmp_path / "p", 40)
+    project = migrations.open_project(ini, tmp_path / "var" / "cache")
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    stamp(url, ("n00029",))
+    ANALYZER.prepare_apply(project, url, tmp_path / "var", ("n00029",))
+    _idle()
+    ids = [rev.id for rev in project.graph().revisions]
+    risks = analysis.analyze(project, url, ids, var_dir=tmp_path / "var")
+    assert len(risks) == 40 and not any(risk.provisional for risk in risks.values())
+    plan = migrations.make_plan(project, Direction.UPGRADE, "head", ("n00029",))
+    assert plan.revision_ids == [f"n{i:05d}" for i in range(30, 40)]
+    assert "_revision_map" not in vars(project.script().revision_map)
+
+
+def test_a_list_reads_each_file_once_while_its_analysis_waits(
+    alembic_project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the background analysis reaches them, a list's badges come from the files; a
+    page asked again (after an idle minute, a poll) does not parse them again."""
+    from admin.analysis import risk
+
+    project = migrations.open_project(alembic_project([BASE, DROP]))
+    url = f"sqlite:///{tmp_path / 'target.sqlite3'}"
+    monkeypatch.setattr(ANALYZER, "request", lambda *args, **kwargs: False)  # never reached
+    read: list[str] = []
+    real = risk._read_source
+    monkeypatch.setattr(risk, "_read_source", lambda rev: read.append(rev.id) or real(rev))
+    ids = ["a1a1a1a1a1a1", "b1b1b1b1b1b1"]
+    for _ in range(3):
+        risks = analysis.analyze(project, url, ids, var_dir=tmp_path / "var", wait=False)
+        assert all(risks[rid].provisional for rid in ids)
+    assert sorted(read) == ids

@@ -115,3 +115,47 @@ def test_requests_do_not_check_the_files(
         _until(lambda: "revision-watcher" in checks, 10)
     # Only the watcher's thread looked at the files and folders.
     assert set(checks) == {"revision-watcher"}
+
+
+def test_a_reloaded_graph_is_prepared_before_requests_see_it(
+    panel: Panel, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What pages derive from the graph (what is pending where the database was seen, the
+    history's lanes) is computed by the watcher before it swaps a reloaded graph in: the
+    first request after a file is added only reads it."""
+    from admin.migrations import status
+    from admin.web import graph_lanes
+
+    ini = many_revisions(tmp_path_factory.mktemp("prepared"), COUNT)
+    versions = ini.parent / "migrations" / "versions"
+    url = f"sqlite:///{panel.root / 'prepared.sqlite3'}"
+    stamp(url, (f"n{COUNT - 1:05d}",))
+    with panel.open(database_url=url, alembic_config=ini) as apps:
+        client = apps["viewer"]
+        project = migrations.open_project(ini, apps.runtime.settings.cache_dir)
+        _until(lambda: project.watched)
+        for path in ("/api/v1/status", "/revisions"):
+            assert client.get(path).status_code == 200
+        computed: list[str] = []
+
+        def recorded(function: object) -> object:
+            def call(*args: object) -> object:
+                computed.append(threading.current_thread().name)
+                return function(*args)  # type: ignore[operator]
+
+            return call
+
+        before = project.graph().fingerprint
+        monkeypatch.setattr(status, "upgrade_order", recorded(status.upgrade_order))
+        monkeypatch.setattr(graph_lanes, "layout", recorded(graph_lanes.layout))
+        (versions / f"n{COUNT:05d}.py").write_text(_ADDED.format(n=COUNT, down=COUNT - 1))
+        _until(lambda: project.graph().heads == (f"n{COUNT:05d}",))
+        answer = client.get("/api/v1/status").json()
+        assert answer["heads"] == [f"n{COUNT:05d}"] and answer["pending_count"] == 1
+        assert client.get("/revisions").status_code == 200
+    assert computed and set(computed) == {"revision-watcher"}, computed
+    # Nothing derived from the graph before the reload is kept (its memory is given back).
+    from admin import history
+
+    kept = [*history._indexed, *graph_lanes._cache, *(key[0] for key in status._pending_kept)]
+    assert kept and before not in kept

@@ -41,6 +41,7 @@ from admin.migrations.project import (
     Project,
     Revision,
     UnknownRevision,
+    on_new_graph,
     open_project,
 )
 from admin.migrations.reads import TargetBusy, TargetLocked
@@ -54,7 +55,14 @@ from admin.migrations.sql import (
     render_many,
     renderer_for,
 )
-from admin.migrations.status import State, Status, current_heads, read_current, read_status
+from admin.migrations.status import (
+    State,
+    Status,
+    current_heads,
+    read_current,
+    read_status,
+    recent_positions,
+)
 
 __all__ = [
     "Cause",
@@ -95,12 +103,14 @@ __all__ = [
     "engine_for",
     "identity_key",
     "make_plan",
+    "on_new_graph",
     "masked",
     "migration_lock",
     "new_engine",
     "open_project",
     "read_current",
     "read_status",
+    "recent_positions",
     "render",
     "render_many",
     "renderer_for",

@@ -108,12 +108,14 @@ class _Deferred:
 
 
 def script_directory(base: ScriptDirectory, entries: Sequence[Entry]) -> ScriptDirectory:
-    """``base`` (Alembic's, from the project's config) with its revisions from ``entries``."""
-    modules = [LazyModule(entry) for entry in entries]
+    """``base`` (Alembic's, from the project's config) with its revisions from ``entries``
+    (their modules made only when a plan needs Alembic's map: most reloads never do)."""
+    entries = tuple(entries)
 
     def load() -> Iterator[Script]:
-        for module in modules:
-            yield Script(cast(ModuleType, module), module.revision, module.entry.path)
+        for entry in entries:
+            module = LazyModule(entry)
+            yield Script(cast(ModuleType, module), module.revision, entry.path)
 
     base.revision_map = FastRevisionMap(load)
     return base

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 
 from admin.migrations.errors import MigrationError
 from admin.migrations.graph import Graph
+from admin.migrations.pending import light_steps
 from admin.migrations.project import Project
 
 # What Alembic places as a target: an id or a prefix, head, heads, base, branch@head,
@@ -135,6 +136,13 @@ def plan_steps(
         )
     if direction is Direction.DOWNGRADE and not current and target != "base":
         raise MigrationError("the database is at base: there is nothing to downgrade")
+    light = light_steps(graph, direction is Direction.UPGRADE, target, current)
+    if light is not None:
+        # Without Alembic's revision map (its time and memory, kept by the web process).
+        return tuple(
+            Step(rid, direction, graph.by_id[rid].message, graph.by_id[rid].sha256, src, dst)
+            for rid, src, dst in light
+        )
     script = project.script(max_age)
     with project.planning_errors(target):
         raw = alembic_steps(script, direction, target, current)

@@ -10,15 +10,20 @@ folders: their mtime changes when a file is added, removed or renamed (a deploy,
 checkout). An edit in place is seen at the next full check, or at once with ``max_age=0``,
 which always checks in full: runs and job submissions use it, so they never act on stale
 files. A changed file costs reading that file, not all of them.
+
+What pages derive from a graph (what is pending, the history's lanes) is kept per graph; a
+graph the watcher reloads is handed to the ``on_new_graph`` preparers before it is swapped
+in, so the first request that sees it finds that ready instead of computing it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,24 @@ ALEMBIC_LOCK = threading.RLock()
 # Seconds between two full checks of the revision files (see the module's docstring).
 FULL_SCAN_EVERY = 15.0
 _CREATE_DATE = re.compile(r"^Create Date:\s*(.+?)\s*$", re.MULTILINE)
+# Called with each graph the watcher reloads, before requests see it (``on_new_graph``).
+_preparers: list[Callable[[Graph], None]] = []
+log = logging.getLogger(__name__)
+
+
+def on_new_graph(prepare: Callable[[Graph], None]) -> Callable[[Graph], None]:
+    """Register what to derive from a reloaded graph in the background (a decorator)."""
+    _preparers.append(prepare)
+    return prepare
+
+
+def _prepare(graph: Graph) -> None:
+    for prepare in _preparers:
+        try:
+            prepare(graph)
+        except Exception:  # a request computes it then: never a reason to keep old files
+            log.exception("preparing the reloaded graph failed")
+
 
 __all__ = ["Graph", "MigrationError", "Project", "Revision", "UnknownRevision", "open_project"]
 
@@ -121,7 +144,7 @@ class Project:
     ) -> tuple[tuple[str, int, int], ...]:
         return tuple((str(path), stat.st_size, stat.st_mtime_ns) for path, stat in files)
 
-    def _load(self, files: list[tuple[Path, os.stat_result]]) -> None:
+    def _load(self, files: list[tuple[Path, os.stat_result]], prepare: bool = False) -> None:
         # After the first load only the entries are kept: what was derived of them is
         # derived again (the graph of a plain history costs one pass; memory matters more).
         cached = (
@@ -162,6 +185,8 @@ class Project:
             kept = cached.graph or {}
             if read:
                 catalog.save_cache(self.cache_file, entries, kept)
+        if prepare:
+            _prepare(built)
         self._loaded = (built, script)
         self._files_stamp = self._files_stamp_of(files)
         self._entries = {entry.path: entry for entry in entries}
@@ -176,7 +201,7 @@ class Project:
                 stamp.append((str(folder), -1))
         return tuple(stamp)
 
-    def _fresh(self, max_age: float) -> None:
+    def _fresh(self, max_age: float, prepare: bool = False) -> None:
         now = time.monotonic()
         if self._loaded is not None:
             if now - self._checked_at < max_age:
@@ -190,7 +215,7 @@ class Project:
         folders = self._stamp()
         files = self._files()
         if self._loaded is None or self._files_stamp_of(files) != self._files_stamp:
-            self._load(files)
+            self._load(files, prepare and self._loaded is not None)
         self._folders_stamp = folders
         self._checked_at = self._scanned_at = now
 
@@ -216,11 +241,12 @@ class Project:
     def check(self, full: bool) -> bool:
         """What the watcher does once: the version folders (a file added, removed or
         renamed), and with ``full`` every file's size and mtime; a change is read (only the
-        changed files) and swapped in. Returns whether it reloaded."""
+        changed files), prepared for the pages (``on_new_graph``) and swapped in. Returns
+        whether it reloaded."""
         with self._lock:
             before = self._loaded
             if before is None or full or self._stamp() != self._folders_stamp:
-                self._fresh(0)
+                self._fresh(0, prepare=True)
             else:
                 self._checked_at = time.monotonic()
             return self._loaded is not before

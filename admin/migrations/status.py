@@ -20,7 +20,7 @@ from admin.migrations import database, reads
 from admin.migrations.graph import Graph
 from admin.migrations.pending import upgrade_order
 from admin.migrations.plan import Direction, make_plan
-from admin.migrations.project import MigrationError, Project, Revision
+from admin.migrations.project import MigrationError, Project, Revision, on_new_graph
 
 
 class State(StrEnum):
@@ -96,7 +96,29 @@ def read_current(project: Project, url: str) -> tuple[bool, tuple[str, ...]]:
             return True, heads
         return has_version_table(connection, table), ()
 
-    return reads.run(url, read, table=table)
+    found = reads.run(url, read, table=table)
+    _seen(found[1])
+    return found
+
+
+# Where the targets were seen standing lately: what a reloaded graph is prepared for.
+_POSITIONS_KEPT = 4
+_positions: OrderedDict[tuple[str, ...], None] = OrderedDict()
+
+
+def _seen(current: tuple[str, ...]) -> None:
+    key = tuple(sorted(current))
+    with _pending_lock:
+        _positions[key] = None
+        _positions.move_to_end(key)
+        while len(_positions) > _POSITIONS_KEPT:
+            _positions.popitem(last=False)
+
+
+def recent_positions() -> list[tuple[str, ...]]:
+    """The database positions (sorted heads) read lately, newest first."""
+    with _pending_lock:
+        return list(reversed(_positions))
 
 
 def read_status(project: Project, url: str, *, max_age: float = 1.0) -> Status:
@@ -193,18 +215,39 @@ def _pending(
             return kept
     order = upgrade_order(graph, current)
     if order is not None:
-        pending = tuple(by_id[rid] for rid in order)
+        pending = _keep(key, tuple(by_id[rid] for rid in order))
     else:
         try:
             plan = make_plan(project, Direction.UPGRADE, "heads", current, max_age=max_age)
             pending = tuple(by_id[step.revision] for step in plan.steps)
         except (MigrationError, KeyError):  # KeyError: the files changed between the two
             pending = ()
+        _keep(key, pending)
+    return pending
+
+
+def _keep(key: tuple[str, frozenset[str]], pending: tuple[Revision, ...]) -> tuple[Revision, ...]:
     with _pending_lock:
         _pending_kept[key] = pending
         while len(_pending_kept) > _PENDING_KEPT:
             _pending_kept.popitem(last=False)
     return pending
+
+
+@on_new_graph
+def _prepare_pending(graph: Graph) -> None:
+    """What is pending from the positions seen lately, for a graph about to be swapped in
+    (as far as the graph alone tells it: otherwise the first request asks Alembic)."""
+    for current in recent_positions():
+        key = (graph.fingerprint, frozenset(current))
+        if set(current) == set(graph.heads) or not set(current) <= graph.by_id.keys():
+            continue
+        order = upgrade_order(graph, current)
+        if order is not None:
+            _keep(key, tuple(graph.by_id[rid] for rid in order))
+    with _pending_lock:  # the pending lists of older graphs hold their revisions
+        for key in [key for key in _pending_kept if key[0] != graph.fingerprint]:
+            del _pending_kept[key]
 
 
 def _dialect(url: str) -> str:

@@ -154,6 +154,13 @@ _cache_lock = threading.Lock()
 _CACHE_SIZE = 4
 
 
+def keep_only(fingerprint: str) -> None:
+    """Forget the layouts of other graphs (the files were reloaded)."""
+    with _cache_lock:
+        for key in [key for key in _cache if key != fingerprint]:
+            del _cache[key]
+
+
 def layout_for(fingerprint: str, revisions: Sequence[tuple[str, Sequence[str]]]) -> Layout:
     """``layout`` of a graph, kept for its fingerprint (a changed file makes a new one)."""
     with _cache_lock:
