@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -28,6 +26,7 @@ from sqlalchemy import select
 
 from admin.jobs import queue, wakeup
 from admin.jobs.record import Published
+from admin.memory import release_free_memory
 from admin.runtime import Runtime
 from admin.store.models import Job, JobStatus
 
@@ -65,25 +64,6 @@ def first_chunk(lines: Sequence[Published], limit: int = CHUNK_BYTES) -> Sequenc
         if total > limit and index > 0:
             return lines[:index]
     return lines
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return trim
-
-
-_TRIM = _malloc_trim()
-
-
-def release_free_memory() -> None:
-    """Give the memory freed by closed streams back to the system (glibc keeps it for reuse
-    otherwise: a burst of viewers would hold the process at its high-water mark for good)."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 @dataclass(frozen=True)

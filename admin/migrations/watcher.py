@@ -15,6 +15,7 @@ import threading
 import time
 
 from admin.errors import AdminError
+from admin.memory import release_free_memory
 from admin.migrations.project import FULL_SCAN_EVERY, Project
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Watcher:
             try:
                 if self.project.check(full=full) and not first:
                     self.reloads += 1
+                    # The graph before it is gone: its memory goes back to the system.
+                    release_free_memory()
                     log.info(
                         "revision files changed: graph of %d revisions loaded",
                         len(self.project.graph(max_age=1.0)),
