@@ -22,12 +22,13 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.util import to_tuple
-from sqlalchemy import Connection, column, select, table, text
+from sqlalchemy import Connection, Select, column, select, table, text
 from sqlalchemy.exc import DBAPIError
 
 from admin.migrations.capture import Capture
@@ -168,11 +169,9 @@ class Watch:
         connection = context.connection
         with self.silenced():
             if connection is not None and not connection.in_transaction():
-                version = table(
-                    self.version_table, column("version_num"), schema=self.version_table_schema
-                )
+                query = _version_query(self.version_table, self.version_table_schema)
                 try:
-                    return set(connection.execute(select(version.c.version_num)).scalars())
+                    return set(connection.execute(query).scalars())
                 except DBAPIError as exc:
                     if exc.connection_invalidated or _code(exc) not in (None, UNDEFINED_TABLE):
                         raise
@@ -207,6 +206,13 @@ class Watch:
             heads = tuple(context.get_current_heads())
             self.target.rollback()
         return heads
+
+
+@lru_cache(maxsize=8)
+def _version_query(name: str, schema: str | None) -> Select[Any]:
+    """The read of a version table, built once (a thousand-step run reads it a thousand
+    times)."""
+    return select(table(name, column("version_num"), schema=schema).c.version_num)
 
 
 def _code(exc: DBAPIError) -> str | None:
