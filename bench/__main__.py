@@ -17,6 +17,7 @@ from bench import (
     dashboard_restart,
     history,
     history_page,
+    job_downgrade,
     job_upgrade,
     live_log_memory,
     live_view,
@@ -38,6 +39,7 @@ MEASUREMENTS: dict[str, ModuleType] = {
     "status": status,
     "offline-sql": offline_sql,
     "job-upgrade": job_upgrade,
+    "job-downgrade": job_downgrade,  # --runs sets the runs of each side
     "log-latency": log_latency,
     "live-log-memory": live_log_memory,
     "audit-page": audit_page,  # BENCH_AUDIT_EVENTS (default 100,000) events per store

@@ -13,6 +13,7 @@ import contextlib
 import statistics
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -63,83 +64,117 @@ def settle(server_url: str) -> None:
         run_admin_sql(server_url, "CHECKPOINT")
 
 
-def measure(ctx: Context) -> Section:
-    section = Section("upgrade job, end to end")
-    generated = ctx.project(SIZE)
-    databases = Databases(ctx.server_url)
-    ours: list[float] = []
-    theirs: list[float] = []
-    lines = 0
-    try:
-        store = databases.create("store")
-        runtime = Runtime.open(
-            bench_settings(ctx.workdir, admin_database_url=store, alembic_config=generated.ini)
+@dataclass
+class Pairs:
+    """Alternating runs of the raw tool and of the job, in seconds, and the job's lines."""
+
+    theirs: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)
+    lines: int = 0
+
+    def row(self, ours: str, theirs: str) -> Row:
+        ours_ms = statistics.median(self.ours) * 1000
+        theirs_ms = statistics.median(self.theirs) * 1000
+        return Row(
+            SIZE,
+            ours,
+            ours_ms,
+            theirs,
+            theirs_ms,
+            f"≤ {TARGET_RATIO:.2f}× the CLI",
+            ours_ms <= theirs_ms * TARGET_RATIO,
+            ours_best=min(self.ours) * 1000,
         )
-        runtime.upgrade_store(audit.Actor("bench", None, Source.CLI))
-        actor = audit.Actor("bench", None, Source.CLI)
 
-        def raw_run() -> None:
-            target = databases.create("rawup")
-            settle(ctx.server_url)
-            ini = _ini_for(generated.ini, target)
-            started = time.perf_counter()
-            run_tool([ALEMBIC, "-c", str(ini), "upgrade", "heads"], cwd=ctx.workdir)
-            theirs.append(time.perf_counter() - started)
+    def each_run(self) -> str:
+        return "; ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(self.theirs, self.ours, strict=True))
 
-        def job_run() -> None:
-            nonlocal lines
-            target = databases.create("jobup")
-            settle(ctx.server_url)
-            settings = runtime.settings.model_copy(update={"database_url": target})
-            job_runtime = Runtime(settings=settings, store_engine=runtime.store_engine)
-            started = time.perf_counter()
-            job = run_in_foreground(
-                job_runtime, JobRequest(JobKind.UPGRADE, "heads"), actor, echo=lambda _: None
-            )
-            ours.append(time.perf_counter() - started)
-            if job.status != "succeeded":
-                raise RuntimeError(f"the bench job {job.id} {job.status}: {job.error}")
-            with runtime.reads() as session:
-                lines = (
-                    session.scalar(
-                        select(func.count()).select_from(JobLine).where(JobLine.job_id == job.id)
-                    )
-                    or 0
-                )
 
-        runs = max(ctx.runs, MIN_RUNS)
+def alternate(
+    ctx: Context,
+    ini: Path,
+    request: JobRequest,
+    tool: list[str],
+    runs: int,
+    *,
+    databases: Databases,
+    template: str | None = None,
+) -> Pairs:
+    """``alembic <tool>`` and the job ``request``, ``runs`` times each, alternating which goes
+    first, each on a fresh database (a copy of ``template`` if given) after a CHECKPOINT; the
+    store is a PostgreSQL database, as in production."""
+    pairs = Pairs()
+    store = databases.create("store")
+    runtime = Runtime.open(
+        bench_settings(ctx.workdir, admin_database_url=store, alembic_config=ini)
+    )
+    actor = audit.Actor("bench", None, Source.CLI)
+    runtime.upgrade_store(actor)
+
+    def raw_run() -> None:
+        target = databases.create("raw", template=template)
+        settle(ctx.server_url)
+        started = time.perf_counter()
+        run_tool([ALEMBIC, "-c", str(_ini_for(ini, target)), *tool], cwd=ctx.workdir)
+        pairs.theirs.append(time.perf_counter() - started)
+
+    def job_run() -> None:
+        target = databases.create("job", template=template)
+        settle(ctx.server_url)
+        settings = runtime.settings.model_copy(update={"database_url": target})
+        job_runtime = Runtime(settings=settings, store_engine=runtime.store_engine)
+        started = time.perf_counter()
+        job = run_in_foreground(job_runtime, request, actor, echo=lambda _: None)
+        pairs.ours.append(time.perf_counter() - started)
+        if job.status != "succeeded":
+            raise RuntimeError(f"the bench job {job.id} {job.status}: {job.error}")
+        with runtime.reads() as session:
+            count = select(func.count()).select_from(JobLine).where(JobLine.job_id == job.id)
+            pairs.lines = session.scalar(count) or 0
+
+    try:
         for run in range(runs):
             # The raw tool first and the job second, then the other way round: the
             # server's caches and its background work after a run weigh on both alike.
             for side in (raw_run, job_run) if run % 2 == 0 else (job_run, raw_run):
                 side()
+                databases.drop_last()
+    finally:
         runtime.close()
+    return pairs
+
+
+def measure(ctx: Context) -> Section:
+    section = Section("upgrade job, end to end")
+    generated = ctx.project(SIZE)
+    databases = Databases(ctx.server_url)
+    try:
+        pairs = alternate(
+            ctx,
+            generated.ini,
+            JobRequest(JobKind.UPGRADE, "heads"),
+            ["upgrade", "heads"],
+            max(ctx.runs, MIN_RUNS),
+            databases=databases,
+        )
     finally:
         databases.drop_all()
-    ours_ms, theirs_ms = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
     section.rows.append(
-        Row(
-            SIZE,
-            "upgrade job (`run_in_foreground`), submit → succeeded",
-            ours_ms,
-            "`alembic upgrade heads`",
-            theirs_ms,
-            f"≤ {TARGET_RATIO:.2f}× the CLI",
-            ours_ms <= theirs_ms * TARGET_RATIO,
-            ours_best=min(ours) * 1000,
+        pairs.row(
+            "upgrade job (`run_in_foreground`), submit → succeeded", "`alembic upgrade heads`"
         )
     )
     section.notes.append(
         f"{SIZE} revisions (each creates a table and an index; {generated.branches} forks and "
-        f"merges) on a fresh PostgreSQL database per run, {len(ours)} runs each, alternating, "
-        "each after a CHECKPOINT. "
-        f"The job stored {lines} log lines (one per step event and per SQL statement) in a "
+        f"merges) on a fresh PostgreSQL database per run, {len(pairs.ours)} runs each, "
+        "alternating, each after a CHECKPOINT. "
+        f"The job stored {pairs.lines} log lines (one per step event and per SQL statement) in a "
         "PostgreSQL store and wrote its audit events; `alembic` logs nothing (the generated "
         "env.py configures no logging)."
     )
     section.notes.append(
         "Each run in order, in seconds, `alembic` / the job: "
-        + "; ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(theirs, ours, strict=True))
+        + pairs.each_run()
         + " (the first job also opens the project in the calling process, as `schema-admin "
         "migrate` always does; later ones find it loaded)."
     )

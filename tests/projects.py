@@ -7,8 +7,11 @@ replaces the module named ``conftest`` as it enters tests/browser.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +149,22 @@ def write_project(
     ini = root / "alembic.ini"
     ini.write_text(f"[alembic]\nscript_location = %(here)s/migrations\nsqlalchemy.url = {url}\n")
     return ini
+
+
+@contextmanager
+def ancestor_visits(revision_map: Any) -> Iterator[list[int]]:
+    """Inside, ``[n]``: how many revisions ``revision_map``'s ancestor walks visited (Alembic's
+    ``_get_ancestor_nodes``, the walk its quadratic paths repeat): counted, not timed."""
+    visits = [0]
+    original = revision_map._get_ancestor_nodes
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for rev in original(*args, **kwargs):
+            visits[0] += 1
+            yield rev
+
+    revision_map._get_ancestor_nodes = counted
+    try:
+        yield visits
+    finally:
+        del revision_map._get_ancestor_nodes

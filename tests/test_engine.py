@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from projects import BRANCHED, BRANCHED_HEAD, Rev, write_revision
-from sqlalchemy import create_engine, text
+from projects import BRANCHED, BRANCHED_HEAD, Rev, ancestor_visits, write_revision
+from sqlalchemy import Engine, create_engine, event, text
 
 from admin import migrations
 from admin.migrations import Command, Direction, EventKind, MigrationError, State
+from admin.migrations.capture import Capture
+from admin.migrations.environment import NotWhereExpected, Watch
 
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
@@ -483,3 +486,104 @@ def test_a_postgresql_run_commits_each_revision_without_waiting_and_flushes_at_t
     assert flushed is True
     assert any(e.kind is EventKind.LOG and "one flushed commit" in e.text for e in events)
     assert migrations.read_status(project, url).current == ("s2s2",)
+
+
+# x1 -> x2 -> x3: x2's downgrade writes a row of its own into the version table.
+STRAY_ROW = [
+    Rev("x1x1x1x1x1x1", None, "one"),
+    Rev(
+        "x2x2x2x2x2x2",
+        "x1x1x1x1x1x1",
+        "two",
+        downgrade="op.execute(\"INSERT INTO alembic_version VALUES ('zzzzzzzzzzzz')\")",
+    ),
+    Rev("x3x3x3x3x3x3", "x2x2x2x2x2x2", "three"),
+]
+
+
+def test_a_run_stops_when_the_version_table_is_not_where_the_step_left_it(
+    alembic_project: Callable[..., Path], target_url: str
+) -> None:
+    project = migrations.Project(alembic_project(STRAY_ROW))
+    migrations.create_database(target_url)
+    _upgrade(project, target_url)
+    events: list[migrations.EngineEvent] = []
+    engine = migrations.new_engine(target_url)
+    try:
+        with (
+            engine.connect() as connection,
+            pytest.raises(NotWhereExpected, match="after step 2/3") as info,
+        ):
+            migrations.run(project, connection, Command.DOWNGRADE, "base", on_event=events.append)
+    finally:
+        engine.dispose()
+    assert "x1x1x1x1x1x1, zzzzzzzzzzzz" in str(info.value)
+    started = [e.revision for e in events if e.kind is EventKind.STEP_STARTED]
+    assert started == ["x3x3x3x3x3x3", "x2x2x2x2x2x2"]
+
+
+def _chain(size: int) -> list[Rev]:
+    ids = [f"{n:012x}" for n in range(1, size + 1)]
+    return [
+        Rev(rid, ids[n - 1] if n else None, f"r{n}", f"op.execute('SELECT {n}')")
+        for n, rid in enumerate(ids)
+    ]
+
+
+def test_a_long_downgrade_costs_one_query_and_no_history_walk_between_two_steps(
+    alembic_project: Callable[..., Path],
+    pg_databases,  # type: ignore[no-untyped-def]
+) -> None:
+    """Counted, not timed: between two revisions the run reads the version table with one
+    query (not a catalog query first), and what a reverted revision leaves as heads is not
+    found by walking every revision below it (Alembic's downgrade: O(N²) over a run)."""
+    size = 120
+    project = migrations.Project(alembic_project(_chain(size)))
+    url = pg_databases.create("walk")
+    _upgrade(project, url)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    engine = migrations.new_engine(url)
+    try:
+        with (
+            ancestor_visits(project.script(max_age=0).revision_map) as visits,
+            engine.connect() as connection,
+        ):
+            after = migrations.run(
+                project, connection, Command.DOWNGRADE, "base", on_event=lambda e: None
+            )
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+        engine.dispose()
+    assert after == ()
+    assert visits[0] < 10 * size
+    catalog = [s for s in statements if "pg_catalog.pg_class" in s]
+    reads = [s for s in statements if s.lstrip().startswith("SELECT alembic_version.version_num")]
+    assert len(catalog) <= 3
+    assert size - 1 <= len(reads) <= size + 3
+
+
+def test_the_check_between_steps_reads_a_missing_version_table_as_no_revision(
+    target_url: str,
+) -> None:
+    """The one-query read between two steps falls back to Alembic's own when the table is
+    gone, and leaves the connection usable."""
+    migrations.create_database(target_url)
+    engine = migrations.new_engine(target_url)
+    try:
+        with engine.connect() as connection:
+            watch = Watch(
+                target=connection,
+                session_setup=lambda conn: None,
+                capture=Capture(lambda level, message, record: None),
+                on_backend=lambda pid: None,
+                on_applied=lambda heads: None,
+            )
+            assert watch.current_heads(MigrationContext.configure(connection)) == set()
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()

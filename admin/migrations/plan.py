@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from alembic.runtime.migration import RevisionStep
 from alembic.script import ScriptDirectory
 
 from admin.migrations.errors import MigrationError
@@ -114,7 +115,29 @@ def alembic_steps(
     """Alembic's own step objects for a run, exactly what its commands would execute."""
     if direction is Direction.UPGRADE:
         return list(script._upgrade_revs(target, current))  # type: ignore[arg-type]
-    return list(script._downgrade_revs(target, current))  # type: ignore[arg-type]
+    return [
+        DowngradeStep(step.revision_map, step.revision, False)
+        for step in script._downgrade_revs(target, current)  # type: ignore[arg-type]
+    ]
+
+
+class DowngradeStep(RevisionStep):
+    """Alembic's downgrade step, without a walk of the whole history where none is needed.
+
+    At each downgrade step Alembic asks what the reverted revision leaves as heads
+    (``_unmerge_to_revisions``): the revisions it goes down to, less those below another
+    head or below one another, found by collecting every ancestor of each: a walk down to
+    the base at every step, O(N²) over a downgrade to base (0.4–0.5 s of CPU at 1,000
+    revisions, in the worker and again in the child rendering the job's script). When the
+    step leaves one revision and no other head, that revision is the answer (no revision
+    is its own ancestor), as the walk would find; any other case is Alembic's own.
+    """
+
+    def _unmerge_to_revisions(self, heads: set[str]) -> tuple[str, ...]:
+        to_revisions = self.to_revisions
+        if len(to_revisions) == 1 and set(heads) <= {self.revision.revision}:
+            return tuple(to_revisions)
+        return super()._unmerge_to_revisions(heads)
 
 
 def plan_steps(
