@@ -36,10 +36,12 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check admin tests
 	$(BIN)/mypy
 
-# Two pytest-xdist workers, one test module each at a time (a module's fixtures stay in one
-# process); PYTEST_ARGS="-n 0" runs serially, PYTEST_ARGS="tests/test_engine.py" picks files.
-PYTEST_WORKERS ?= -n 2 --dist loadfile
-test: $(STAMP) lint ## lint, then the whole test suite (two workers)
+# pytest-xdist workers, twice the CPUs (half a test's time is spent waiting on the processes,
+# servers and databases it starts), one test module each at a time (a module's fixtures stay
+# in one process; modules with slow tests first, see tests/conftest.py);
+# PYTEST_WORKERS="-n 0" runs serially, PYTEST_ARGS="tests/test_engine.py" picks files.
+PYTEST_WORKERS ?= -n $(shell $(PYTHON) -c 'import os; print(2 * (os.cpu_count() or 1))') --dist loadfile
+test: $(STAMP) lint ## lint, then the whole test suite (two workers per CPU)
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-api: $(STAMP) ## Schemathesis against a real server on PostgreSQL (admin, viewer, no token); also in `make test`

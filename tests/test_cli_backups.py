@@ -13,6 +13,9 @@ import pytest
 from tests.test_cli_engine import HEAD, REVISIONS, one_line_error, schema_admin, store_rows
 from tests.test_makefile import make
 
+# Each of these tests takes seconds (processes started, jobs run): run them first.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def project_ini(alembic_project: Callable[..., Path]) -> Path:

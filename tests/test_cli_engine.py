@@ -24,6 +24,9 @@ from sqlalchemy.engine import make_url
 from admin import migrations
 from admin.migrations import Command
 
+# Each of these tests takes seconds (processes started, jobs run): run them first.
+pytestmark = pytest.mark.slow
+
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
 # a1 -> b2 -> (c3 | c4 [feature]) -> m5 (merge) -> d6

@@ -26,6 +26,9 @@ from admin.live import schedule
 from admin.store.models import Job, JobKind, JobLine, Role, Source
 from admin.web.app import create_app
 
+# Each of these tests takes seconds (processes started, jobs run): run them first.
+pytestmark = pytest.mark.slow
+
 ALICE = audit.Actor("alice", "operator", Source.WEB, "10.1.1.1")
 # The generous wait for something the panel samples about once a second.
 PATIENCE = 60.0

