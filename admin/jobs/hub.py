@@ -276,8 +276,11 @@ class LogHub:
                 return
             if lines and len(lines) >= FETCH:
                 continue
+            # A deadline, not wait_for: on Python 3.11 wait_for can swallow the cancel of
+            # the task (the last viewer gone), and the poller would then poll forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(channel.poll_now.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await channel.poll_now.wait()
             channel.poll_now.clear()
 
     async def follow(

@@ -142,6 +142,7 @@ class Renderer:
         self._spare: _Child | None = None
         # Children answering a request now (stopped with the renderer).
         self._busy: set[_Child] = set()
+        self._closed = False
         self._keep = False
         # Panels in this process that asked keep_ready and have not released it.
         self._holders = 0
@@ -171,6 +172,7 @@ class Renderer:
         RenderStopped): a panel that stops leaves no child rendering behind it."""
         with self._lock:
             self._keep = False
+            self._closed = True
             spare, self._spare = self._spare, None
             busy = list(self._busy)
             for child in busy:
@@ -215,6 +217,11 @@ class Renderer:
                 threading.Thread(target=self._prepare, name="renderer-spare", daemon=True).start()
             with self._lock:
                 self._busy.add(child)
+                # Closed while the child started: it is stopped like the others.
+                child.stopped = self._closed
+            if child.stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.kill()
             try:
                 return child.ask(payload, timeout)
             finally:
