@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,20 @@ def create_user(
             password,
             must_change_password=must_change_password,
         )
+
+
+def processes() -> Iterator[tuple[int, list[bytes], str]]:
+    """Each process of the machine, from /proc: its pid, its argv and its state letter
+    (``Z``: a zombie, not running); processes that end meanwhile are left out."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        yield int(entry.name), argv, state
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import processes
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -405,21 +406,12 @@ def test_replace_restore_with_a_held_lock_fails_and_changes_nothing(
 
 def _pg_dump_pids(backup_dir: Path) -> list[int]:
     """pg_dump processes writing into ``backup_dir``, found through /proc."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            argv
-            and argv[0].endswith(b"pg_dump")
-            and any(arg.startswith(f"--file={backup_dir}".encode()) for arg in argv)
-        ):
-            pids.append(int(entry.name))
-    return pids
+    target = f"--file={backup_dir}".encode()
+    return [
+        pid
+        for pid, argv, _ in processes()
+        if argv[0].endswith(b"pg_dump") and any(arg.startswith(target) for arg in argv)
+    ]
 
 
 @pytest.mark.postgres

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import processes
 from projects import Rev
 from reading_support import many_revisions, stamp
 from safety_support import PG_OFFLINE
@@ -136,19 +137,12 @@ def test_the_apply_plan_is_rendered_and_analysed_before_anyone_clicks(
 
 def _render_children(config: Path) -> list[int]:
     """Pids of live render children (``admin.migrations.offline``) for the project ``config``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        ours = b"admin.migrations.offline" in command and str(config).encode() in command
-        if ours and state != "Z":
-            found.append(int(entry.name))
-    return found
+    path = str(config).encode()
+    return [
+        pid
+        for pid, argv, state in processes()
+        if state != "Z" and b"admin.migrations.offline" in argv and path in argv
+    ]
 
 
 def test_closing_a_renderer_stops_the_render_under_way(
