@@ -119,6 +119,13 @@ class _Child:
             raise MigrationError(str(answer["error"]))
         return answer
 
+    def stop(self) -> None:
+        """End the process under a caller still waiting in ``ask`` (which then raises
+        RenderStopped and closes the pipes itself)."""
+        self.stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
@@ -175,13 +182,10 @@ class Renderer:
             self._closed = True
             spare, self._spare = self._spare, None
             busy = list(self._busy)
-            for child in busy:
-                child.stopped = True
         if spare is not None:
             spare.kill()
         for child in busy:
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.kill()
+            child.stop()
 
     def _prepare(self) -> None:
         with self._lock:
@@ -217,11 +221,9 @@ class Renderer:
                 threading.Thread(target=self._prepare, name="renderer-spare", daemon=True).start()
             with self._lock:
                 self._busy.add(child)
-                # Closed while the child started: it is stopped like the others.
-                child.stopped = self._closed
-            if child.stopped:
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.kill()
+                closed = self._closed
+            if closed:  # closed while the child started: stopped like the others
+                child.stop()
             try:
                 return child.ask(payload, timeout)
             finally:
